@@ -1,0 +1,81 @@
+//! What a host says about itself, gathered once per run and consumed by pre-checks and
+//! (later) by the planner.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    /// `hostname` as the node reports it (short form).
+    pub hostname: String,
+    pub os: OsRelease,
+    /// `uname -r`.
+    pub kernel: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub swap_bytes: u64,
+    /// Free bytes on the filesystem holding /var.
+    pub var_free_bytes: u64,
+    /// Wall clock of the node when the facts were taken, seconds since the epoch.
+    pub time_unix: f64,
+    /// Seconds the gathering round trip took, bounding the error of `time_unix`.
+    #[serde(default)]
+    pub time_uncertainty: f64,
+    /// Every address configured on an interface.
+    pub addresses: Vec<InterfaceAddress>,
+    /// Sockets listening for TCP connections.
+    pub listening: Vec<Listener>,
+    /// Installed packages of interest, by name, with their versions.
+    pub packages: BTreeMap<String, String>,
+    /// What each queried name resolves to on this node (empty when it does not resolve).
+    pub resolved: BTreeMap<String, Vec<IpAddr>>,
+    /// Block devices asked about, by the path given in the inventory.
+    pub devices: BTreeMap<String, DeviceFacts>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OsRelease {
+    /// `ID` from /etc/os-release (`debian`, `ubuntu`, `rhel`, `rocky`, `almalinux`).
+    pub id: String,
+    /// `VERSION_ID` from /etc/os-release.
+    pub version_id: String,
+    pub pretty_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterfaceAddress {
+    pub interface: String,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    /// Local address; the unspecified address (0.0.0.0 or ::) means every address.
+    pub address: IpAddr,
+    pub port: u16,
+    /// The process holding the socket, when it could be seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceFacts {
+    pub exists: bool,
+    /// Whether the path is a block device.
+    pub is_block: bool,
+    pub size_bytes: u64,
+    /// Signatures found on the device (filesystem type, `partition-table`, LVM, ...).
+    pub signatures: Vec<String>,
+    /// Partitions or holders seen below the device.
+    pub children: Vec<String>,
+    /// Where the device or one of its children is mounted.
+    pub mountpoints: Vec<String>,
+}

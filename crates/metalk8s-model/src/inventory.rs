@@ -1,0 +1,440 @@
+//! The inventory: the one file an operator writes (`apiVersion: metalk8s.io/v1alpha1`,
+//! `kind: Inventory`).
+//!
+//! Every field but the node list and the control-plane and workload-plane networks has an
+//! opinionated default, applied when the file is read, so that the value held here is always
+//! the fully defaulted form that `metalk8s inventory show` prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::size::ByteSize;
+
+pub const API_VERSION: &str = "metalk8s.io/v1alpha1";
+pub const KIND: &str = "Inventory";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Inventory {
+    /// Always `metalk8s.io/v1alpha1` for this version of the format.
+    pub api_version: String,
+    /// Always `Inventory`.
+    pub kind: String,
+    /// Name of the cluster; used in kubeconfigs, certificates and the lab.
+    pub name: String,
+    pub networks: Networks,
+    /// HTTP(S) proxy the nodes go through to reach anything outside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Proxy>,
+    /// How to reach every node over SSH; each node may override any field.
+    #[serde(default)]
+    pub ssh: SshSettings,
+    /// Thresholds used by `metalk8s precheck`.
+    #[serde(default)]
+    pub prechecks: Prechecks,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Networks {
+    /// CIDRs of the network carrying etcd, the API server, kubelet and SSH.
+    pub control_plane: Vec<IpNet>,
+    /// CIDRs of the network carrying pod traffic and ingress.
+    pub workload_plane: Vec<IpNet>,
+    /// Pod CIDR handed to the CNI.
+    #[serde(default = "default_pods")]
+    pub pods: IpNet,
+    /// Service CIDR handed to the API server.
+    #[serde(default = "default_services")]
+    pub services: IpNet,
+}
+
+fn default_pods() -> IpNet {
+    "10.233.0.0/16".parse().expect("valid default pod CIDR")
+}
+
+fn default_services() -> IpNet {
+    "10.96.0.0/12".parse().expect("valid default service CIDR")
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Proxy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<String>,
+    /// Hosts and CIDRs reached directly; the cluster's own networks are always added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_proxy: Vec<String>,
+}
+
+/// Cluster-wide SSH settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SshSettings {
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Private key used to log in; the SSH agent and `~/.ssh/config` are used when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<String>,
+    /// Run commands through `sudo -n` (needed when `user` is not root).
+    #[serde(default)]
+    pub sudo: bool,
+    /// known_hosts file that host keys are checked against (default: the user's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<String>,
+    /// Accept and record host keys never seen before (keys that changed are always refused).
+    #[serde(default)]
+    pub accept_new_host_keys: bool,
+    /// Seconds allowed to establish a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: u32,
+    /// Hosts contacted at the same time.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            user: default_ssh_user(),
+            port: default_ssh_port(),
+            identity_file: None,
+            sudo: false,
+            known_hosts_file: None,
+            accept_new_host_keys: false,
+            connect_timeout_seconds: default_connect_timeout(),
+            parallelism: default_parallelism(),
+        }
+    }
+}
+
+fn default_ssh_user() -> String {
+    "root".to_owned()
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_connect_timeout() -> u32 {
+    10
+}
+
+fn default_parallelism() -> u32 {
+    20
+}
+
+/// Per-node SSH overrides; unset fields fall back to the cluster-wide settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SshOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<bool>,
+}
+
+impl SshOverrides {
+    pub fn is_empty(&self) -> bool {
+        self == &SshOverrides::default()
+    }
+}
+
+/// The SSH settings that apply to one node once its overrides are merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSsh {
+    pub user: String,
+    pub port: u16,
+    pub identity_file: Option<String>,
+    pub sudo: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Serves the offline repository and registry, holds the CA and the run journal.
+    Bootstrap,
+    Etcd,
+    ControlPlane,
+    Worker,
+    /// Runs the cluster services (ingress, monitoring, logging).
+    Infra,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Bootstrap,
+        Role::Etcd,
+        Role::ControlPlane,
+        Role::Worker,
+        Role::Infra,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Bootstrap => "bootstrap",
+            Role::Etcd => "etcd",
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+            Role::Infra => "infra",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    /// Where SSH reaches the node: an IP address or a resolvable host name.
+    pub address: String,
+    /// The node's address in `networks.controlPlane`; found from its interfaces when unset.
+    #[serde(default, rename = "controlPlaneIP", skip_serializing_if = "Option::is_none")]
+    pub control_plane_ip: Option<IpAddr>,
+    /// The node's address in `networks.workloadPlane`; found from its interfaces when unset.
+    #[serde(default, rename = "workloadPlaneIP", skip_serializing_if = "Option::is_none")]
+    pub workload_plane_ip: Option<IpAddr>,
+    pub roles: Vec<Role>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+    #[serde(default, skip_serializing_if = "SshOverrides::is_empty")]
+    pub ssh: SshOverrides,
+    #[serde(default, skip_serializing_if = "Storage::is_empty")]
+    pub storage: Storage,
+}
+
+impl Node {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether ordinary pods may be scheduled here (workers, and infra nodes for the
+    /// cluster services).
+    pub fn runs_workloads(&self) -> bool {
+        self.has_role(Role::Worker) || self.has_role(Role::Infra)
+    }
+
+    pub fn ssh(&self, cluster: &SshSettings) -> NodeSsh {
+        NodeSsh {
+            user: self.ssh.user.clone().unwrap_or_else(|| cluster.user.clone()),
+            port: self.ssh.port.unwrap_or(cluster.port),
+            identity_file: self
+                .ssh
+                .identity_file
+                .clone()
+                .or_else(|| cluster.identity_file.clone()),
+            sudo: self.ssh.sudo.unwrap_or(cluster.sudo),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Storage {
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+impl Storage {
+    pub fn is_empty(&self) -> bool {
+        self.volumes.is_empty()
+    }
+}
+
+/// A local persistent volume. Exactly one of `lvm`, `sparse` and `rawBlock` says where its
+/// bytes live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Volume {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lvm: Option<LvmVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<SparseVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_block: Option<RawBlockVolume>,
+    #[serde(default)]
+    pub fs_type: FsType,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mkfs_options: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_options: Vec<String>,
+    #[serde(default = "default_storage_class")]
+    pub storage_class: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_storage_class() -> String {
+    "metalk8s-local".to_owned()
+}
+
+impl Volume {
+    /// The block devices this volume consumes: they must exist and be empty.
+    pub fn devices(&self) -> Vec<&str> {
+        let mut devices: Vec<&str> = Vec::new();
+        if let Some(lvm) = &self.lvm {
+            devices.extend(lvm.devices.iter().map(String::as_str));
+        }
+        if let Some(raw) = &self.raw_block {
+            devices.push(&raw.device);
+        }
+        devices
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LvmVolume {
+    /// Volume group, created from `devices` when it does not exist.
+    pub vg: String,
+    pub size: ByteSize,
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SparseVolume {
+    pub size: ByteSize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawBlockVolume {
+    pub device: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FsType {
+    #[default]
+    Ext4,
+    Xfs,
+}
+
+/// Thresholds for `metalk8s precheck`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Prechecks {
+    /// Minimum CPUs and memory for a node, by role; a node with several roles must meet
+    /// the largest of each.
+    #[serde(default = "default_requirements")]
+    pub requirements: BTreeMap<Role, Requirement>,
+    /// Minimum free space on the filesystem holding /var.
+    #[serde(default = "default_min_var_free")]
+    pub min_var_free: ByteSize,
+    /// Largest clock difference tolerated between two nodes.
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew_seconds: f64,
+    /// Minimum kernel version (`major.minor`).
+    #[serde(default = "default_min_kernel")]
+    pub min_kernel: String,
+}
+
+impl Default for Prechecks {
+    fn default() -> Self {
+        Prechecks {
+            requirements: default_requirements(),
+            min_var_free: default_min_var_free(),
+            max_clock_skew_seconds: default_max_clock_skew(),
+            min_kernel: default_min_kernel(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Requirement {
+    pub cpus: u32,
+    pub memory: ByteSize,
+}
+
+fn default_requirements() -> BTreeMap<Role, Requirement> {
+    let requirement = |cpus, memory_gib| Requirement {
+        cpus,
+        memory: ByteSize::gib(memory_gib),
+    };
+    BTreeMap::from([
+        (Role::Bootstrap, requirement(2, 2)),
+        (Role::Etcd, requirement(2, 2)),
+        (Role::ControlPlane, requirement(2, 2)),
+        (Role::Worker, requirement(1, 1)),
+        (Role::Infra, requirement(2, 4)),
+    ])
+}
+
+fn default_min_var_free() -> ByteSize {
+    ByteSize::gib(5)
+}
+
+fn default_max_clock_skew() -> f64 {
+    2.0
+}
+
+fn default_min_kernel() -> String {
+    "4.18".to_owned()
+}
+
+impl Inventory {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|node| node.name == name)
+    }
+
+    pub fn nodes_with(&self, role: Role) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(move |node| node.has_role(role))
+    }
+
+    /// The requirement a node must meet: the largest CPU and memory figure among its roles.
+    pub fn requirement_for(&self, node: &Node) -> Option<Requirement> {
+        node.roles
+            .iter()
+            .filter_map(|role| self.prechecks.requirements.get(role))
+            .fold(None, |acc: Option<Requirement>, req| {
+                Some(match acc {
+                    None => req.clone(),
+                    Some(acc) => Requirement {
+                        cpus: acc.cpus.max(req.cpus),
+                        memory: acc.memory.max(req.memory),
+                    },
+                })
+            })
+    }
+}

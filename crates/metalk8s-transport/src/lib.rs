@@ -1,0 +1,146 @@
+//! How metalk8s reaches a host: the `Host` trait and its implementations.
+//!
+//! Everything above this crate in the layer picture of DESIGN.md (pre-checks, resources,
+//! the executor) touches a node only through [`Host`]. Implementations: SSH (one
+//! multiplexed connection per host), the local machine, and a recording fake that unit
+//! tests pass explicitly.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A shell script to run on a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// Run by `sh -c` on the host.
+    pub script: String,
+    /// Fed to the script's standard input.
+    pub stdin: Option<Vec<u8>>,
+    /// Run as root (through `sudo -n` when the connection is not already root).
+    pub become_root: bool,
+    /// Give up, and report a timeout naming the host, after this long.
+    pub timeout: Option<Duration>,
+}
+
+impl Command {
+    pub fn new(script: impl Into<String>) -> Self {
+        Command {
+            script: script.into(),
+            stdin: None,
+            become_root: false,
+            timeout: None,
+        }
+    }
+
+    pub fn as_root(mut self) -> Self {
+        self.become_root = true;
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// What a finished command left behind. A non-zero exit status is not a transport error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A machine that commands run on and files are written to.
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// The inventory name of the node, used in every message about it.
+    fn name(&self) -> &str;
+
+    async fn run(&self, command: &Command) -> Result<Output, HostError>;
+
+    /// Writes `contents` to `path` (as root when `become_root`), creating it with `mode`.
+    async fn upload(
+        &self,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+        become_root: bool,
+    ) -> Result<(), HostError>;
+}
+
+/// Why a host could not be used. Each variant names the host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot reach {host} at {address}")]
+    Unreachable {
+        host: String,
+        address: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{host} refused the SSH login of user `{user}`")]
+    AuthRefused { host: String, user: String },
+    #[error("the host key of {host} changed since it was recorded in {known_hosts}")]
+    HostKeyChanged { host: String, known_hosts: String },
+    #[error("the host key of {host} is not in {known_hosts}")]
+    HostKeyUnknown { host: String, known_hosts: String },
+    #[error("sudo on {host} refused to run a command as root for `{user}`")]
+    SudoRefused { host: String, user: String },
+    #[error("{what} on {host} did not finish within {seconds}s")]
+    Timeout {
+        host: String,
+        what: String,
+        seconds: u64,
+    },
+    #[error("the connection to {host} failed")]
+    Connection {
+        host: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl HostError {
+    /// What the operator can do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            HostError::Unreachable { .. } => {
+                "check the node's `address` in the inventory, that it is up, and that sshd listens on the configured port"
+            }
+            HostError::AuthRefused { .. } => {
+                "check `ssh.user` and `ssh.identityFile` in the inventory, and that the public key is in the user's authorized_keys"
+            }
+            HostError::HostKeyChanged { .. } => {
+                "if the node was reinstalled, remove its old entry with `ssh-keygen -R ADDRESS`; otherwise investigate before connecting"
+            }
+            HostError::HostKeyUnknown { .. } => {
+                "record the key with `ssh-keyscan`, or set `ssh.acceptNewHostKeys: true` in the inventory to accept keys never seen before"
+            }
+            HostError::SudoRefused { .. } => {
+                "allow the SSH user passwordless sudo (NOPASSWD) on the node, or log in as root"
+            }
+            HostError::Timeout { .. } => "check the node's load and network, or raise the timeout",
+            HostError::Connection { .. } => return None,
+        })
+    }
+}
