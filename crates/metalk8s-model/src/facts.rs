@@ -19,11 +19,10 @@ pub struct Facts {
     pub swap_bytes: u64,
     /// Free bytes on the filesystem holding /var.
     pub var_free_bytes: u64,
-    /// Wall clock of the node when the facts were taken, seconds since the epoch.
-    pub time_unix: f64,
-    /// Seconds the gathering round trip took, bounding the error of `time_unix`.
-    #[serde(default)]
-    pub time_uncertainty: f64,
+    /// How far the node's clock is ahead of the machine running metalk8s, in seconds.
+    pub clock_offset: f64,
+    /// Half the round trip of the clock reading: the error bound of `clock_offset`.
+    pub clock_uncertainty: f64,
     /// Every address configured on an interface.
     pub addresses: Vec<InterfaceAddress>,
     /// Sockets listening for TCP connections.

@@ -163,7 +163,9 @@ pub struct NodeSsh {
     pub sudo: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Serves the offline repository and registry, holds the CA and the run journal.
@@ -208,10 +210,18 @@ pub struct Node {
     /// Where SSH reaches the node: an IP address or a resolvable host name.
     pub address: String,
     /// The node's address in `networks.controlPlane`; found from its interfaces when unset.
-    #[serde(default, rename = "controlPlaneIP", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "controlPlaneIP",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub control_plane_ip: Option<IpAddr>,
     /// The node's address in `networks.workloadPlane`; found from its interfaces when unset.
-    #[serde(default, rename = "workloadPlaneIP", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "workloadPlaneIP",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub workload_plane_ip: Option<IpAddr>,
     pub roles: Vec<Role>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -237,7 +247,11 @@ impl Node {
 
     pub fn ssh(&self, cluster: &SshSettings) -> NodeSsh {
         NodeSsh {
-            user: self.ssh.user.clone().unwrap_or_else(|| cluster.user.clone()),
+            user: self
+                .ssh
+                .user
+                .clone()
+                .unwrap_or_else(|| cluster.user.clone()),
             port: self.ssh.port.unwrap_or(cluster.port),
             identity_file: self
                 .ssh

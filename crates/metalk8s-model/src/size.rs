@@ -151,10 +151,19 @@ mod tests {
     #[test]
     fn refuses_bad_sizes() {
         assert_eq!("".parse::<ByteSize>(), Err(SizeError::Empty));
-        assert_eq!("Gi".parse::<ByteSize>(), Err(SizeError::NotANumber("Gi".into())));
-        assert_eq!("10GB".parse::<ByteSize>(), Err(SizeError::UnknownUnit("GB".into())));
+        assert_eq!(
+            "Gi".parse::<ByteSize>(),
+            Err(SizeError::NotANumber("Gi".into()))
+        );
+        assert_eq!(
+            "10GB".parse::<ByteSize>(),
+            Err(SizeError::UnknownUnit("GB".into()))
+        );
         assert_eq!("0Gi".parse::<ByteSize>(), Err(SizeError::Zero));
-        assert!(matches!("99999999999Pi".parse::<ByteSize>(), Err(SizeError::TooLarge(_))));
+        assert!(matches!(
+            "99999999999Pi".parse::<ByteSize>(),
+            Err(SizeError::TooLarge(_))
+        ));
     }
 
     proptest! {

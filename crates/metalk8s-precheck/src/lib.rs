@@ -1,14 +1,84 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Pre-checks: is every server of the inventory ready to become a cluster node?
+//!
+//! Sits between the transport and the binary in DESIGN.md's picture: it gathers [`Facts`]
+//! from every host in parallel through the `Host` trait ([`gather`]), then judges them
+//! with pure functions of the inventory and the facts ([`checks`]).
+
+pub mod checks;
+pub mod gather;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use metalk8s_model::Facts;
+use metalk8s_model::inventory::Inventory;
+use metalk8s_model::report::PrecheckReport;
+use metalk8s_transport::{Host, HostError};
+
+pub use gather::{GatherRequest, gather};
+
+/// What to ask a node: every node name (to check resolution) and its declared disks.
+pub fn request_for(inventory: &Inventory, node_name: &str) -> GatherRequest {
+    let devices = inventory
+        .node(node_name)
+        .map(|node| {
+            node.storage
+                .volumes
+                .iter()
+                .flat_map(|volume| volume.devices())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    GatherRequest {
+        names: inventory.nodes.iter().map(|n| n.name.clone()).collect(),
+        devices,
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Gathers facts from every connected host (at most `parallelism` at once) and checks them.
+pub async fn run(
+    inventory: &Inventory,
+    connections: Vec<(String, Result<Arc<dyn Host>, HostError>)>,
+    parallelism: usize,
+) -> PrecheckReport {
+    let facts: BTreeMap<String, Result<Facts, (String, Option<String>)>> =
+        futures::stream::iter(connections)
+            .map(|(name, connection)| async move {
+                let facts = match connection {
+                    Ok(host) => gather(host.as_ref(), &request_for(inventory, &name))
+                        .await
+                        .map_err(describe_gather_error),
+                    Err(error) => Err(describe_host_error(&error)),
+                };
+                (name, facts)
+            })
+            .buffer_unordered(parallelism.max(1))
+            .collect()
+            .await;
+    PrecheckReport::new(checks::check_all(inventory, &facts))
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+fn describe_host_error(error: &HostError) -> (String, Option<String>) {
+    (error_chain(error), error.hint().map(str::to_owned))
+}
+
+fn describe_gather_error(error: gather::GatherError) -> (String, Option<String>) {
+    match &error {
+        gather::GatherError::Host(host_error) => describe_host_error(host_error),
+        _ => (error_chain(&error), None),
     }
+}
+
+/// The error and its causes on one line, for a table cell or a JSON field.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

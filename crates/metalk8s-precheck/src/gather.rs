@@ -1,0 +1,421 @@
+//! Facts gathering: one shell script, one SSH round trip per host, parsed into [`Facts`].
+//!
+//! The script prints sections introduced by `@@name [argument]` lines; each section is
+//! parsed by a small pure function so that the parsing is unit-tested without a host.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metalk8s_model::facts::{DeviceFacts, Facts, InterfaceAddress, Listener, OsRelease};
+use metalk8s_transport::{Command, Host, HostError};
+
+/// Packages whose presence conflicts with the container runtime metalk8s installs.
+pub const CONFLICTING_PACKAGES: &[&str] = &[
+    "docker-ce",
+    "docker-ce-cli",
+    "docker.io",
+    "containerd.io",
+    "moby-engine",
+    "moby-containerd",
+    "podman-docker",
+];
+
+/// What to ask a host beyond its own description.
+#[derive(Clone, Debug, Default)]
+pub struct GatherRequest {
+    /// Names whose resolution is checked on the host.
+    pub names: Vec<String>,
+    /// Block devices to inspect.
+    pub devices: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("gathering facts on {host} exited with status {status}: {stderr}")]
+    Script {
+        host: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error("cannot read the facts reported by {host}: {reason}")]
+    Parse { host: String, reason: String },
+}
+
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// The script run on each host. It only reads; it needs root for `ss -p` and `blkid -p`.
+pub fn gather_script(request: &GatherRequest) -> String {
+    let mut script = String::from(
+        r#"export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+echo @@hostname; hostname
+echo @@os; cat /etc/os-release 2>/dev/null
+echo @@kernel; uname -r
+echo @@cpus; nproc
+echo @@meminfo; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
+echo @@varfree; df -P -B1 /var | tail -n 1
+echo @@addresses; ip -o addr show 2>/dev/null
+echo @@listening; ss -H -ltnp 2>/dev/null
+echo @@packages
+if command -v dpkg-query >/dev/null 2>&1; then
+  dpkg-query -W -f '${Package} ${Version} ${db:Status-Abbrev}\n' __PACKAGES__ 2>/dev/null
+elif command -v rpm >/dev/null 2>&1; then
+  rpm -q --qf '%{NAME} %{VERSION}-%{RELEASE} ii\n' __PACKAGES__ 2>/dev/null | grep -v 'is not installed'
+fi
+"#,
+    );
+    script = script.replace("__PACKAGES__", &CONFLICTING_PACKAGES.join(" "));
+    for name in &request.names {
+        let quoted = shell_quote(name);
+        script.push_str(&format!(
+            "echo @@resolve {quoted}; getent ahosts {quoted} | awk '{{print $1}}' | sort -u\n"
+        ));
+    }
+    for device in &request.devices {
+        let quoted = shell_quote(device);
+        script.push_str(&format!(
+            r#"echo @@device {quoted}
+if [ -e {quoted} ]; then echo exists; fi
+if [ -b {quoted} ]; then
+  echo block; echo "size $(blockdev --getsize64 {quoted})"
+  blkid -p -o export {quoted} 2>/dev/null | sed -n 's/^\(TYPE\|PTTYPE\)=/signature /p'
+  lsblk -nrpo NAME,MOUNTPOINT {quoted} 2>/dev/null | sed 's/^/lsblk /'
+fi
+"#
+        ));
+    }
+    script.push_str("echo @@end\n");
+    script
+}
+
+/// Splits the script output into `(header, argument, lines)` sections.
+fn sections(output: &str) -> Vec<(&str, &str, Vec<&str>)> {
+    let mut sections: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for line in output.lines() {
+        if let Some(header) = line.strip_prefix("@@") {
+            let (name, argument) = header.split_once(' ').unwrap_or((header, ""));
+            sections.push((name, argument, Vec::new()));
+        } else if let Some((_, _, lines)) = sections.last_mut() {
+            lines.push(line);
+        }
+    }
+    sections
+}
+
+/// Parses the output of [`gather_script`]; the clock fields are left at zero.
+pub fn parse_facts(output: &str) -> Result<Facts, String> {
+    let sections = sections(output);
+    if !sections.iter().any(|(name, _, _)| *name == "end") {
+        return Err("the output stopped before its end marker".to_owned());
+    }
+    let mut facts = Facts::default();
+    for (name, argument, lines) in sections {
+        match name {
+            "hostname" => facts.hostname = lines.first().unwrap_or(&"").trim().to_owned(),
+            "os" => facts.os = parse_os_release(&lines),
+            "kernel" => facts.kernel = lines.first().unwrap_or(&"").trim().to_owned(),
+            "cpus" => facts.cpus = parse_number(&lines, "nproc")? as u32,
+            "meminfo" => (facts.memory_bytes, facts.swap_bytes) = parse_meminfo(&lines)?,
+            "varfree" => facts.var_free_bytes = parse_df(&lines)?,
+            "addresses" => {
+                facts.addresses = lines.iter().filter_map(|l| parse_ip_addr(l)).collect()
+            }
+            "listening" => facts.listening = lines.iter().filter_map(|l| parse_ss(l)).collect(),
+            "packages" => facts.packages = parse_packages(&lines),
+            "resolve" => {
+                let addresses = lines.iter().filter_map(|l| l.trim().parse().ok()).collect();
+                facts.resolved.insert(unquote(argument), addresses);
+            }
+            "device" => {
+                facts
+                    .devices
+                    .insert(unquote(argument), parse_device(&lines));
+            }
+            _ => {}
+        }
+    }
+    Ok(facts)
+}
+
+/// Section arguments are echoed by the shell, so they arrive already unquoted.
+fn unquote(argument: &str) -> String {
+    argument.to_owned()
+}
+
+fn parse_number(lines: &[&str], what: &str) -> Result<u64, String> {
+    let text = lines.first().map(|l| l.trim()).unwrap_or("");
+    text.parse()
+        .map_err(|_| format!("`{what}` printed `{text}`, not a number"))
+}
+
+fn parse_os_release(lines: &[&str]) -> OsRelease {
+    let mut os = OsRelease::default();
+    for line in lines {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').to_owned();
+        match key {
+            "ID" => os.id = value,
+            "VERSION_ID" => os.version_id = value,
+            "PRETTY_NAME" => os.pretty_name = value,
+            _ => {}
+        }
+    }
+    os
+}
+
+fn parse_meminfo(lines: &[&str]) -> Result<(u64, u64), String> {
+    let field = |name: &str| -> Result<u64, String> {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| format!("/proc/meminfo has no {name}"))?;
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("cannot read `{line}` from /proc/meminfo"))?;
+        Ok(kib * 1024)
+    };
+    Ok((field("MemTotal:")?, field("SwapTotal:").unwrap_or(0)))
+}
+
+/// `df -P -B1` columns: filesystem, size, used, available, capacity, mountpoint.
+fn parse_df(lines: &[&str]) -> Result<u64, String> {
+    let line = lines.first().ok_or("df printed nothing for /var")?;
+    line.split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("cannot read free space from `{line}`"))
+}
+
+/// `ip -o addr show` lines: `2: eth0    inet 172.30.1.11/24 brd ... scope global eth0`.
+fn parse_ip_addr(line: &str) -> Option<InterfaceAddress> {
+    let mut words = line.split_whitespace();
+    words.next()?;
+    let interface = words.next()?.split('@').next()?.to_owned();
+    let family = words.next()?;
+    if family != "inet" && family != "inet6" {
+        return None;
+    }
+    let (address, prefix) = words.next()?.split_once('/')?;
+    Some(InterfaceAddress {
+        interface,
+        address: address.parse().ok()?,
+        prefix_len: prefix.parse().ok()?,
+    })
+}
+
+/// `ss -H -ltnp` lines: `LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=1,fd=3))`.
+fn parse_ss(line: &str) -> Option<Listener> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let local = words.get(3)?;
+    let (address, port) = local.rsplit_once(':')?;
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    // A zone suffix (`fe80::1%eth0`) or a wildcard `*` are not IpAddr syntax.
+    let address = address.split('%').next()?;
+    let address: IpAddr = if address == "*" {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        address.parse().ok()?
+    };
+    let process = words
+        .iter()
+        .find_map(|w| w.strip_prefix("users:((\""))
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned);
+    Some(Listener {
+        address,
+        port: port.parse().ok()?,
+        process,
+    })
+}
+
+/// `Package Version Status` lines; only fully installed packages (`ii`) count.
+fn parse_packages(lines: &[&str]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let (name, version, status) = (words.next()?, words.next()?, words.next()?);
+            status
+                .starts_with("ii")
+                .then(|| (name.to_owned(), version.to_owned()))
+        })
+        .collect()
+}
+
+fn parse_device(lines: &[&str]) -> DeviceFacts {
+    let mut device = DeviceFacts::default();
+    for (index, line) in lines.iter().enumerate() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "exists" => device.exists = true,
+            "block" => device.is_block = true,
+            "size" => device.size_bytes = value.trim().parse().unwrap_or(0),
+            "signature" => device.signatures.push(value.trim().to_owned()),
+            "lsblk" => {
+                let mut words = value.split_whitespace();
+                let name = words.next().unwrap_or("");
+                // The first lsblk line is the device itself, the rest its partitions.
+                let is_child = lines[..index].iter().any(|l| l.starts_with("lsblk "));
+                if is_child {
+                    device.children.push(name.to_owned());
+                }
+                if let Some(mountpoint) = words.next() {
+                    device.mountpoints.push(mountpoint.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    device
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Gathers the facts of one host: the script, then a separate clock reading whose round
+/// trip is short enough to bound the offset's error.
+pub async fn gather(host: &dyn Host, request: &GatherRequest) -> Result<Facts, GatherError> {
+    let command = Command::new(gather_script(request))
+        .as_root()
+        .timeout(Duration::from_secs(60));
+    let output = host.run(&command).await?;
+    if !output.success() {
+        return Err(GatherError::Script {
+            host: host.name().to_owned(),
+            status: output.status,
+            stderr: output.stderr_text().trim().to_owned(),
+        });
+    }
+    let mut facts = parse_facts(&output.stdout_text()).map_err(|reason| GatherError::Parse {
+        host: host.name().to_owned(),
+        reason,
+    })?;
+    (facts.clock_offset, facts.clock_uncertainty) = read_clock(host).await?;
+    Ok(facts)
+}
+
+async fn read_clock(host: &dyn Host) -> Result<(f64, f64), GatherError> {
+    let command = Command::new("date +%s.%N").timeout(Duration::from_secs(10));
+    let before = unix_now();
+    let output = host.run(&command).await?;
+    let after = unix_now();
+    let text = output.stdout_text();
+    let remote: f64 = text.trim().parse().map_err(|_| GatherError::Parse {
+        host: host.name().to_owned(),
+        reason: format!("`date +%s.%N` printed `{}`", text.trim()),
+    })?;
+    Ok((remote - (before + after) / 2.0, (after - before) / 2.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"@@hostname
+node1
+@@os
+PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+ID=debian
+@@kernel
+6.1.0-18-amd64
+@@cpus
+4
+@@meminfo
+MemTotal:        8039000 kB
+SwapTotal:       1048572 kB
+@@varfree
+/dev/vda1 52710469632 10871402496 39129128960 22% /
+@@addresses
+1: lo    inet 127.0.0.1/8 scope host lo\       valid_lft forever preferred_lft forever
+2: eth0@if12    inet 172.30.1.11/24 brd 172.30.1.255 scope global eth0\       valid_lft forever preferred_lft forever
+2: eth0@if12    inet6 fe80::42:acff:fe1e:10b/64 scope link \       valid_lft forever preferred_lft forever
+@@listening
+LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=87,fd=3))
+LISTEN 0      4096     172.30.1.11:2379      0.0.0.0:*    users:(("nc",pid=300,fd=3))
+LISTEN 0      128             [::]:22           [::]:*    users:(("sshd",pid=87,fd=4))
+LISTEN 0      128                *:9100            *:*
+@@packages
+docker.io 20.10.24+dfsg1-1+b3 ii 
+containerd.io 1.6.0 un 
+@@resolve node2
+172.30.1.12
+@@resolve nowhere
+@@device /dev/vdb
+exists
+block
+size 2147483648
+signature ext4
+lsblk /dev/vdb 
+@@device /dev/vdc
+exists
+block
+size 2147483648
+lsblk /dev/vdc 
+lsblk /dev/vdc1 /mnt/data
+@@device /dev/vdz
+@@end
+"#;
+
+    #[test]
+    fn parses_every_section() {
+        let facts = parse_facts(SAMPLE).unwrap();
+        assert_eq!(facts.hostname, "node1");
+        assert_eq!(facts.os.id, "debian");
+        assert_eq!(facts.os.version_id, "12");
+        assert_eq!(facts.kernel, "6.1.0-18-amd64");
+        assert_eq!(facts.cpus, 4);
+        assert_eq!(facts.memory_bytes, 8039000 * 1024);
+        assert_eq!(facts.swap_bytes, 1048572 * 1024);
+        assert_eq!(facts.var_free_bytes, 39129128960);
+        assert_eq!(facts.addresses.len(), 3);
+        assert_eq!(facts.addresses[1].interface, "eth0");
+        assert_eq!(facts.addresses[1].address.to_string(), "172.30.1.11");
+        assert_eq!(facts.addresses[1].prefix_len, 24);
+        let ports: Vec<u16> = facts.listening.iter().map(|l| l.port).collect();
+        assert_eq!(ports, [22, 2379, 22, 9100]);
+        assert_eq!(facts.listening[1].process.as_deref(), Some("nc"));
+        assert_eq!(facts.listening[3].address.to_string(), "0.0.0.0");
+        assert_eq!(facts.packages.keys().collect::<Vec<_>>(), ["docker.io"]);
+        assert_eq!(facts.resolved["node2"].len(), 1);
+        assert!(facts.resolved["nowhere"].is_empty());
+        let vdb = &facts.devices["/dev/vdb"];
+        assert!(vdb.exists && vdb.is_block);
+        assert_eq!(vdb.signatures, ["ext4"]);
+        assert!(vdb.children.is_empty() && vdb.mountpoints.is_empty());
+        let vdc = &facts.devices["/dev/vdc"];
+        assert_eq!(vdc.children, ["/dev/vdc1"]);
+        assert_eq!(vdc.mountpoints, ["/mnt/data"]);
+        assert!(!facts.devices["/dev/vdz"].exists);
+    }
+
+    #[test]
+    fn truncated_output_is_refused() {
+        let truncated = SAMPLE.replace("@@end\n", "");
+        assert!(parse_facts(&truncated).unwrap_err().contains("end marker"));
+    }
+
+    #[test]
+    fn script_quotes_names_and_devices() {
+        let script = gather_script(&GatherRequest {
+            names: vec!["it's".into()],
+            devices: vec!["/dev/vdb".into()],
+        });
+        assert!(script.contains(r"echo @@resolve 'it'\''s'"));
+        assert!(script.contains("blkid -p -o export '/dev/vdb'"));
+        assert!(script.contains("docker-ce containerd.io") || script.contains("containerd.io"));
+    }
+}
