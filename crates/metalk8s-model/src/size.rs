@@ -92,7 +92,7 @@ impl fmt::Display for ByteSize {
     /// form parses back to the same number of bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (suffix, multiplier) in UNITS[..5].iter().rev() {
-            if self.0 >= *multiplier && self.0 % multiplier == 0 {
+            if self.0 >= *multiplier && self.0.is_multiple_of(*multiplier) {
                 return write!(f, "{}{}", self.0 / multiplier, suffix);
             }
         }

@@ -72,12 +72,19 @@ fn warn(check: &str, message: String, hint: impl Into<String>) -> CheckResult {
     result(check, CheckStatus::Warn, message, Some(hint.into()))
 }
 
+/// Why a node has no facts, as shown in its `connection` check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotGathered {
+    pub reason: String,
+    pub hint: Option<String>,
+}
+
+/// The facts of every node, or why they could not be gathered, by node name.
+pub type Gathered = BTreeMap<String, Result<Facts, NotGathered>>;
+
 /// The report for every node. A node whose facts could not be gathered gets a single
 /// failed `connection` check carrying the reason and its hint.
-pub fn check_all(
-    inventory: &Inventory,
-    facts: &BTreeMap<String, Result<Facts, (String, Option<String>)>>,
-) -> Vec<NodeReport> {
+pub fn check_all(inventory: &Inventory, facts: &Gathered) -> Vec<NodeReport> {
     let gathered: BTreeMap<&str, &Facts> = facts
         .iter()
         .filter_map(|(name, facts)| Some((name.as_str(), facts.as_ref().ok()?)))
@@ -91,11 +98,11 @@ pub fn check_all(
                 Some(Ok(node_facts)) => {
                     check_node(inventory, node, node_facts, &gathered, clock_reference)
                 }
-                Some(Err((reason, hint))) => vec![result(
+                Some(Err(not_gathered)) => vec![result(
                     "connection",
                     CheckStatus::Fail,
-                    reason.clone(),
-                    hint.clone(),
+                    not_gathered.reason.clone(),
+                    not_gathered.hint.clone(),
                 )],
                 None => vec![fail(
                     "connection",
@@ -596,8 +603,6 @@ mod tests {
         }
     }
 
-    type Gathered = BTreeMap<String, Result<Facts, (String, Option<String>)>>;
-
     fn all_healthy() -> Gathered {
         let mut facts: Gathered = (1..=3)
             .map(|i| (format!("node{i}"), Ok(healthy(i))))
@@ -773,7 +778,10 @@ mod tests {
         let mut facts = all_healthy();
         facts.insert(
             "node2".into(),
-            Err(("cannot reach node2".into(), Some("check it".into()))),
+            Err(NotGathered {
+                reason: "cannot reach node2".into(),
+                hint: Some("check it".into()),
+            }),
         );
         assert_eq!(
             problems(&facts),

@@ -7,16 +7,18 @@
 pub mod checks;
 pub mod gather;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use metalk8s_model::Facts;
 use metalk8s_model::inventory::Inventory;
 use metalk8s_model::report::PrecheckReport;
 use metalk8s_transport::{Host, HostError};
 
+pub use checks::{Gathered, NotGathered};
 pub use gather::{GatherRequest, gather};
+
+/// A node's name with its connection, or why there is none.
+pub type Connection = (String, Result<Arc<dyn Host>, HostError>);
 
 /// What to ask a node: every node name (to check resolution) and its declared disks.
 pub fn request_for(inventory: &Inventory, node_name: &str) -> GatherRequest {
@@ -40,34 +42,39 @@ pub fn request_for(inventory: &Inventory, node_name: &str) -> GatherRequest {
 /// Gathers facts from every connected host (at most `parallelism` at once) and checks them.
 pub async fn run(
     inventory: &Inventory,
-    connections: Vec<(String, Result<Arc<dyn Host>, HostError>)>,
+    connections: Vec<Connection>,
     parallelism: usize,
 ) -> PrecheckReport {
-    let facts: BTreeMap<String, Result<Facts, (String, Option<String>)>> =
-        futures::stream::iter(connections)
-            .map(|(name, connection)| async move {
-                let facts = match connection {
-                    Ok(host) => gather(host.as_ref(), &request_for(inventory, &name))
-                        .await
-                        .map_err(describe_gather_error),
-                    Err(error) => Err(describe_host_error(&error)),
-                };
-                (name, facts)
-            })
-            .buffer_unordered(parallelism.max(1))
-            .collect()
-            .await;
+    let facts: Gathered = futures::stream::iter(connections)
+        .map(|(name, connection)| async move {
+            let facts = match connection {
+                Ok(host) => gather(host.as_ref(), &request_for(inventory, &name))
+                    .await
+                    .map_err(describe_gather_error),
+                Err(error) => Err(describe_host_error(&error)),
+            };
+            (name, facts)
+        })
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
     PrecheckReport::new(checks::check_all(inventory, &facts))
 }
 
-fn describe_host_error(error: &HostError) -> (String, Option<String>) {
-    (error_chain(error), error.hint().map(str::to_owned))
+fn describe_host_error(error: &HostError) -> NotGathered {
+    NotGathered {
+        reason: error_chain(error),
+        hint: error.hint().map(str::to_owned),
+    }
 }
 
-fn describe_gather_error(error: gather::GatherError) -> (String, Option<String>) {
+fn describe_gather_error(error: gather::GatherError) -> NotGathered {
     match &error {
         gather::GatherError::Host(host_error) => describe_host_error(host_error),
-        _ => (error_chain(&error), None),
+        _ => NotGathered {
+            reason: error_chain(&error),
+            hint: None,
+        },
     }
 }
 
