@@ -1,13 +1,35 @@
 //! How metalk8s reaches a host: the `Host` trait and its implementations.
 //!
 //! Everything above this crate in the layer picture of DESIGN.md (pre-checks, resources,
-//! the executor) touches a node only through [`Host`]. Implementations: SSH (one
-//! multiplexed connection per host), the local machine, and a recording fake that unit
-//! tests pass explicitly.
+//! the executor) touches a node only through [`Host`]. Implementations:
+//!
+//! - [`SshHost`]: one multiplexed connection per node through the system `ssh` binary
+//!   (ControlMaster), host keys checked against known_hosts, never prompting;
+//!   [`connect_all`] opens them for a whole inventory with bounded parallelism.
+//! - [`LocalHost`]: the machine metalk8s runs on.
+//! - [`fake::RecordingHost`]: scripted answers and a record of every call, for the unit
+//!   tests of the layers above; tests pass it explicitly.
+//!
+//! Every implementation gives a [`Command`] the same meaning: `sh -c SCRIPT`, through
+//! `sudo -n` when it must run as root and the login is not root, with its standard input
+//! fed from the command and its timeout enforced both here and on the host (so a command
+//! given up on does not linger there).
+
+mod fleet;
+mod local;
+mod shell;
+mod ssh;
+mod stdio;
+
+pub mod fake;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use fleet::{ConnectOptions, connect_all};
+pub use local::LocalHost;
+pub use ssh::{HostKeyPolicy, SshHost, SshTarget};
 
 /// A shell script to run on a host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +90,24 @@ impl Output {
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+
+    /// A successful run that printed `stdout`.
+    pub fn ok(stdout: impl Into<Vec<u8>>) -> Self {
+        Output {
+            status: 0,
+            stdout: stdout.into(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// A run that exited with `status` after printing `stderr`.
+    pub fn failed(status: i32, stderr: impl Into<Vec<u8>>) -> Self {
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: stderr.into(),
+        }
+    }
 }
 
 /// A machine that commands run on and files are written to.
@@ -86,6 +126,11 @@ pub trait Host: Send + Sync {
         mode: u32,
         become_root: bool,
     ) -> Result<(), HostError>;
+
+    /// Releases the connection, if the host has one; commands run afterwards fail.
+    async fn close(&self) -> Result<(), HostError> {
+        Ok(())
+    }
 }
 
 /// Why a host could not be used. Each variant names the host.
@@ -98,12 +143,24 @@ pub enum HostError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("{host} refused the SSH login of user `{user}`")]
-    AuthRefused { host: String, user: String },
-    #[error("the host key of {host} changed since it was recorded in {known_hosts}")]
-    HostKeyChanged { host: String, known_hosts: String },
-    #[error("the host key of {host} is not in {known_hosts}")]
-    HostKeyUnknown { host: String, known_hosts: String },
+    #[error("{host} ({address}) refused the SSH login of user `{user}`")]
+    AuthRefused {
+        host: String,
+        address: String,
+        user: String,
+    },
+    #[error("the host key of {host} ({address}) changed since it was recorded in {known_hosts}")]
+    HostKeyChanged {
+        host: String,
+        address: String,
+        known_hosts: String,
+    },
+    #[error("the host key of {host} ({address}) is not in {known_hosts}")]
+    HostKeyUnknown {
+        host: String,
+        address: String,
+        known_hosts: String,
+    },
     #[error("sudo on {host} refused to run a command as root for `{user}`")]
     SudoRefused { host: String, user: String },
     #[error("{what} on {host} did not finish within {seconds}s")]
@@ -118,9 +175,49 @@ pub enum HostError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("cannot write {path} on {host}")]
+    Upload {
+        host: String,
+        path: String,
+        #[source]
+        source: CommandFailed,
+    },
+}
+
+/// A command on a host that exited unsuccessfully; the cause of errors such as
+/// [`HostError::Upload`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("exit status {status}: {stderr}")]
+pub struct CommandFailed {
+    pub status: i32,
+    /// The command's standard error, trimmed.
+    pub stderr: String,
+}
+
+impl CommandFailed {
+    pub fn from_output(output: &Output) -> Self {
+        CommandFailed {
+            status: output.status,
+            stderr: output.stderr_text().trim().to_owned(),
+        }
+    }
 }
 
 impl HostError {
+    /// The inventory name of the host the error is about.
+    pub fn host(&self) -> &str {
+        match self {
+            HostError::Unreachable { host, .. }
+            | HostError::AuthRefused { host, .. }
+            | HostError::HostKeyChanged { host, .. }
+            | HostError::HostKeyUnknown { host, .. }
+            | HostError::SudoRefused { host, .. }
+            | HostError::Timeout { host, .. }
+            | HostError::Connection { host, .. }
+            | HostError::Upload { host, .. } => host,
+        }
+    }
+
     /// What the operator can do about it.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {
@@ -131,7 +228,7 @@ impl HostError {
                 "check `ssh.user` and `ssh.identityFile` in the inventory, and that the public key is in the user's authorized_keys"
             }
             HostError::HostKeyChanged { .. } => {
-                "if the node was reinstalled, remove its old entry with `ssh-keygen -R ADDRESS`; otherwise investigate before connecting"
+                "if the node was reinstalled, remove its old entry with `ssh-keygen -R ADDRESS` (`[ADDRESS]:PORT` for a port other than 22); otherwise investigate before connecting"
             }
             HostError::HostKeyUnknown { .. } => {
                 "record the key with `ssh-keyscan`, or set `ssh.acceptNewHostKeys: true` in the inventory to accept keys never seen before"
@@ -140,6 +237,9 @@ impl HostError {
                 "allow the SSH user passwordless sudo (NOPASSWD) on the node, or log in as root"
             }
             HostError::Timeout { .. } => "check the node's load and network, or raise the timeout",
+            HostError::Upload { .. } => {
+                "check that the parent directory exists and that the login (or root, for files written as root) may write there"
+            }
             HostError::Connection { .. } => return None,
         })
     }
