@@ -1,0 +1,34 @@
+//! One module per subcommand; `run` dispatches.
+
+mod completions;
+mod inventory;
+mod lab;
+mod precheck;
+
+use crate::cli::{Cli, Command};
+use crate::exit::CommandResult;
+
+pub fn run(cli: Cli) -> CommandResult {
+    match cli.command {
+        Command::Inventory(command) => inventory::run(command),
+        Command::Precheck(args) => precheck::run(args),
+        Command::Lab(command) => lab::run(command),
+        Command::Completions { shell } => completions::run(shell),
+    }
+}
+
+/// A runtime for the commands that talk to many hosts at once.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn connect_options(args: &crate::cli::ConnectArgs) -> metalk8s_transport::ConnectOptions {
+    metalk8s_transport::ConnectOptions {
+        host_keys: args
+            .accept_new_host_keys
+            .then_some(metalk8s_transport::HostKeyPolicy::AcceptNew),
+    }
+}
