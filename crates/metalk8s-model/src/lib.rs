@@ -7,6 +7,7 @@
 
 pub mod facts;
 pub mod inventory;
+pub mod plan;
 pub mod report;
 pub mod size;
 

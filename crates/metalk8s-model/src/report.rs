@@ -88,3 +88,46 @@ impl PrecheckReport {
         self.summary.fail > 0
     }
 }
+
+/// What happened to one step of a plan on one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum StepOutcome {
+    /// Already as desired; nothing done.
+    Unchanged,
+    /// Brought to the desired state; `changes` says what was different.
+    Changed { changes: Vec<String> },
+    /// Dry run: what would change, with unified diffs for files.
+    WouldChange {
+        changes: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        diffs: Vec<String>,
+    },
+    /// The host cannot do this (e.g. a kernel module in a container without modules);
+    /// reported, never counted as a success.
+    Unsupported { reason: String },
+    Failed { error: String },
+    /// Not run because a step it comes after failed or was unsupported.
+    Skipped { reason: String },
+}
+
+impl StepOutcome {
+    /// Whether steps that come after this one may run.
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            StepOutcome::Unchanged | StepOutcome::Changed { .. } | StepOutcome::WouldChange { .. }
+        )
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepOutcome::Unchanged => "unchanged",
+            StepOutcome::Changed { .. } => "changed",
+            StepOutcome::WouldChange { .. } => "would change",
+            StepOutcome::Unsupported { .. } => "unsupported",
+            StepOutcome::Failed { .. } => "failed",
+            StepOutcome::Skipped { .. } => "skipped",
+        }
+    }
+}

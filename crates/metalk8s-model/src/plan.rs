@@ -1,0 +1,253 @@
+//! The plan: what every host must look like, phase by phase, as ordered steps.
+//!
+//! Produced by the planner (pure), rendered by `metalk8s plan` and `deploy --dry-run`,
+//! executed by the engine. It is data only: each [`Resource`] says the desired state of one
+//! thing on a host; the engine knows how to observe, compare and apply it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const PLAN_KIND: &str = "Plan";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// `metalk8s.io/v1alpha1`.
+    pub api_version: String,
+    /// `Plan`.
+    pub kind: String,
+    pub cluster: String,
+    pub phases: Vec<Phase>,
+}
+
+/// A barrier: every host finishes a phase before any host starts the next.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Phase {
+    /// `os`, `etcd`, ... (what `deploy --phase` selects).
+    pub name: String,
+    pub rollout: Rollout,
+    pub hosts: Vec<HostPlan>,
+}
+
+/// How hosts go through a phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "strategy")]
+pub enum Rollout {
+    /// Every host at once (bounded by `ssh.parallelism`).
+    #[default]
+    Parallel,
+    /// Hosts in groups of `size`, a group finishing before the next starts.
+    Batches { size: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostPlan {
+    /// Node name in the inventory.
+    pub node: String,
+    /// Run in this order; a step runs only once the steps it is `after` succeeded.
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Unique within the host plan, e.g. `sysctl/metalk8s`, `service/chrony`.
+    pub id: String,
+    pub resource: Resource,
+    /// Steps that must have succeeded (changed or unchanged) before this one runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// When one of these steps changed, this step reacts (a service restarts, a command
+    /// runs again), even if its own state already matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<String>,
+}
+
+/// The desired state of one thing on a host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Resource {
+    File(FileResource),
+    Directory(DirectoryResource),
+    Packages(PackagesResource),
+    Service(ServiceResource),
+    Unit(UnitResource),
+    Sysctl(SysctlResource),
+    KernelModule(KernelModuleResource),
+    SwapOff(SwapOffResource),
+    Mount(MountResource),
+    Hostname(HostnameResource),
+    HostsEntries(HostsEntriesResource),
+    User(UserResource),
+    Group(GroupResource),
+    Command(CommandResource),
+}
+
+/// A regular file with exact content. The replaced file is kept as `PATH.metalk8s-backup`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileResource {
+    pub path: String,
+    pub content: String,
+    /// Octal permission bits, e.g. 0o644.
+    pub mode: u32,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+}
+
+fn root() -> String {
+    "root".to_owned()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryResource {
+    pub path: String,
+    pub mode: u32,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PackageManager {
+    Apt,
+    Dnf,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PackageState {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// OS packages, installed or removed in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackagesResource {
+    pub manager: PackageManager,
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub state: PackageState,
+}
+
+/// A systemd service; restarted when a watched step changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceResource {
+    /// Unit name, e.g. `chrony.service`.
+    pub name: String,
+    pub enabled: bool,
+    pub running: bool,
+}
+
+/// A systemd unit file, or a drop-in for a unit when `drop_in` is set; systemd is reloaded
+/// when it changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitResource {
+    /// Unit name, e.g. `etcd.service`.
+    pub name: String,
+    /// Drop-in name (without `.conf`), written to `/etc/systemd/system/NAME.d/DROP_IN.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_in: Option<String>,
+    pub content: String,
+}
+
+/// Kernel parameters, persisted in `file` (under /etc/sysctl.d) and applied live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SysctlResource {
+    pub file: String,
+    pub values: BTreeMap<String, String>,
+}
+
+/// A kernel module, loaded now and at boot (/etc/modules-load.d/NAME.conf).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KernelModuleResource {
+    pub name: String,
+}
+
+/// No active swap, and no swap entry enabled in /etc/fstab.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwapOffResource {}
+
+/// A filesystem in /etc/fstab and mounted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountResource {
+    /// Device path, `UUID=...` or `LABEL=...`.
+    pub device: String,
+    pub mount_point: String,
+    pub fs_type: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostnameResource {
+    pub name: String,
+}
+
+/// A block of entries managed by metalk8s inside /etc/hosts; lines outside it are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostsEntriesResource {
+    pub entries: Vec<HostsEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostsEntry {
+    pub ip: String,
+    pub names: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserResource {
+    pub name: String,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupResource {
+    pub name: String,
+    #[serde(default)]
+    pub system: bool,
+}
+
+/// A command, for what no other resource fits. It runs when `creates` does not exist and
+/// `unless` fails (or when a watched step changed); otherwise it is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResource {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless: Option<String>,
+    /// Run only when a watched step changed, never on its own.
+    #[serde(default)]
+    pub only_on_watch: bool,
+}
