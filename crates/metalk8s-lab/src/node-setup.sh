@@ -34,6 +34,26 @@ SSHD
 passwd -l root >/dev/null
 install -d -m 0700 /root/.ssh
 
+# Docker mounts /proc/sys read-only; a real server's kernel parameters are writable, and
+# the sysctl resource must be able to repair them. Network parameters are per network
+# namespace, so a node only changes its own.
+cat > /etc/systemd/system/metalk8s-lab-proc-sys.service <<'UNIT'
+[Unit]
+Description=Make /proc/sys writable as on a real server
+DefaultDependencies=no
+Before=sysinit.target systemd-sysctl.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/mount -o remount,rw /proc/sys
+RemainAfterExit=yes
+
+[Install]
+WantedBy=sysinit.target
+UNIT
+mkdir -p /etc/systemd/system/sysinit.target.wants
+ln -sf /etc/systemd/system/metalk8s-lab-proc-sys.service /etc/systemd/system/sysinit.target.wants/metalk8s-lab-proc-sys.service
+
 # Units that make no sense in a container (no console, read-only /sys, no
 # device-mapper) or that would wake up during tests: masked so boot is fast and clean.
 for unit in \

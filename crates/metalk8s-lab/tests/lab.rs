@@ -103,6 +103,15 @@ fn two_node_lab_answers_over_ssh_with_disks_and_goes_away() {
             ),
             "disks"
         );
+        // Kernel parameters are writable, as on a real server (docker mounts them read-only).
+        assert_eq!(
+            on_node(
+                &name,
+                node,
+                "sysctl -w net.ipv4.ip_forward=1 >/dev/null && sysctl -n net.ipv4.ip_forward"
+            ),
+            "1"
+        );
         // containerd needs its own filesystem, not the node's overlay root.
         assert_eq!(
             on_node(&name, node, "mountpoint /var/lib/containerd"),

@@ -110,6 +110,11 @@ impl Output {
     }
 }
 
+/// Receives each line of a command's standard output as it arrives. Spelled with an
+/// explicit `for<'l>` because `async_trait` would otherwise tie the line's lifetime to the
+/// call's.
+pub type OnLine<'a> = dyn for<'l> Fn(&'l str) + Send + Sync + 'a;
+
 /// A machine that commands run on and files are written to.
 #[async_trait]
 pub trait Host: Send + Sync {
@@ -117,6 +122,21 @@ pub trait Host: Send + Sync {
     fn name(&self) -> &str;
 
     async fn run(&self, command: &Command) -> Result<Output, HostError>;
+
+    /// Like [`Host::run`], calling `on_line` with each line of standard output as soon as
+    /// it arrives (for progress); the full output is still returned. This default only
+    /// calls it once the command has finished.
+    async fn run_streaming(
+        &self,
+        command: &Command,
+        on_line: &OnLine<'_>,
+    ) -> Result<Output, HostError> {
+        let output = self.run(command).await?;
+        for line in output.stdout_text().lines() {
+            on_line(line);
+        }
+        Ok(output)
+    }
 
     /// Writes `contents` to `path` (as root when `become_root`), creating it with `mode`.
     async fn upload(

@@ -17,8 +17,9 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tempfile::TempDir;
 use tokio::sync::Mutex;
 
+use crate::OnLine;
 use crate::shell;
-use crate::stdio::{read_all, write_ignoring_early_exit};
+use crate::stdio::{read_all, read_lines, write_ignoring_early_exit};
 use crate::{Command, Host, HostError, Output};
 
 /// How long an unused connection stays open. A master that outlives a crashed run would
@@ -269,7 +270,12 @@ impl SshHost {
         }
     }
 
-    async fn execute(&self, line: &str, stdin: Option<&[u8]>) -> Result<Output, HostError> {
+    async fn execute(
+        &self,
+        line: &str,
+        stdin: Option<&[u8]>,
+        on_line: Option<&OnLine<'_>>,
+    ) -> Result<Output, HostError> {
         let session = self.session().await?;
         let child = match spawn(&session, line, stdin.is_some()).await {
             // The master is gone, so the command never started: safe to reopen and start it.
@@ -280,9 +286,28 @@ impl SshHost {
             spawned => spawned,
         }
         .map_err(|error| connection_error(&self.target, error))?;
-        collect(child, stdin)
+        collect(child, stdin, on_line)
             .await
             .map_err(|error| connection_error(&self.target, error))
+    }
+
+    async fn run_with(
+        &self,
+        command: &Command,
+        on_line: Option<&OnLine<'_>>,
+    ) -> Result<Output, HostError> {
+        let sudo = command.become_root && self.target.sudo_for_root();
+        let line = shell::command_line(&shell::argv(&command.script, sudo, command.timeout));
+        let what = || shell::describe(&command.script);
+        let work = self.execute(&line, command.stdin.as_deref(), on_line);
+        let output = shell::with_deadline(self.name(), what, command.timeout, work).await?;
+        if sudo && shell::sudo_refused(&output) {
+            return Err(HostError::SudoRefused {
+                host: self.target.name.clone(),
+                user: self.target.user.clone(),
+            });
+        }
+        Ok(output)
     }
 
     fn closed_error(&self) -> HostError {
@@ -298,18 +323,15 @@ impl Host for SshHost {
     }
 
     async fn run(&self, command: &Command) -> Result<Output, HostError> {
-        let sudo = command.become_root && self.target.sudo_for_root();
-        let line = shell::command_line(&shell::argv(&command.script, sudo, command.timeout));
-        let what = || shell::describe(&command.script);
-        let work = self.execute(&line, command.stdin.as_deref());
-        let output = shell::with_deadline(self.name(), what, command.timeout, work).await?;
-        if sudo && shell::sudo_refused(&output) {
-            return Err(HostError::SudoRefused {
-                host: self.target.name.clone(),
-                user: self.target.user.clone(),
-            });
-        }
-        Ok(output)
+        self.run_with(command, None).await
+    }
+
+    async fn run_streaming(
+        &self,
+        command: &Command,
+        on_line: &OnLine<'_>,
+    ) -> Result<Output, HostError> {
+        self.run_with(command, Some(on_line)).await
     }
 
     async fn upload(
@@ -396,6 +418,7 @@ async fn spawn(
 async fn collect(
     mut child: openssh::Child<Arc<Session>>,
     stdin: Option<&[u8]>,
+    on_line: Option<&OnLine<'_>>,
 ) -> Result<Output, openssh::Error> {
     let stdin_pipe = child.stdin().take();
     let stdout_pipe = child.stdout().take();
@@ -406,8 +429,14 @@ async fn collect(
         }
         Ok(())
     };
-    let (stdout, stderr, ()) = tokio::try_join!(read_all(stdout_pipe), read_all(stderr_pipe), feed)
-        .map_err(openssh::Error::ChildIo)?;
+    let stdout = async {
+        match on_line {
+            Some(on_line) => read_lines(stdout_pipe, on_line).await,
+            None => read_all(stdout_pipe).await,
+        }
+    };
+    let (stdout, stderr, ()) =
+        tokio::try_join!(stdout, read_all(stderr_pipe), feed).map_err(openssh::Error::ChildIo)?;
     let status = match child.wait().await {
         Ok(status) => status.code().unwrap_or(-1),
         // openssh reports exit status 127 as "remote command not found"; the program it
@@ -596,6 +625,7 @@ mod tests {
                 parallelism: 4,
             },
             prechecks: Default::default(),
+            os: Default::default(),
             nodes: vec![Node {
                 name: "node1".into(),
                 address: "192.0.2.10".into(),

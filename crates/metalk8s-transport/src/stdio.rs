@@ -2,6 +2,8 @@
 
 use std::io;
 
+use crate::OnLine;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A script may exit without reading all its input; that is its business, not an error.
@@ -23,6 +25,36 @@ pub(crate) async fn read_all(pipe: Option<impl AsyncRead + Unpin>) -> io::Result
     let mut bytes = Vec::new();
     if let Some(mut pipe) = pipe {
         pipe.read_to_end(&mut bytes).await?;
+    }
+    Ok(bytes)
+}
+
+/// Reads a pipe to its end, handing each complete line to `on_line` as it arrives.
+pub(crate) async fn read_lines(
+    pipe: Option<impl AsyncRead + Unpin>,
+    on_line: &OnLine<'_>,
+) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let Some(mut pipe) = pipe else {
+        return Ok(bytes);
+    };
+    let mut chunk = [0u8; 8192];
+    let mut line_start = 0;
+    loop {
+        let read = pipe.read(&mut chunk).await?;
+        if read == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+        while let Some(end) = bytes[line_start..].iter().position(|b| *b == b'\n') {
+            on_line(&String::from_utf8_lossy(
+                &bytes[line_start..line_start + end],
+            ));
+            line_start += end + 1;
+        }
+    }
+    if line_start < bytes.len() {
+        on_line(&String::from_utf8_lossy(&bytes[line_start..]));
     }
     Ok(bytes)
 }

@@ -401,6 +401,7 @@ fn inventory(nodes: &[(&str, u16)], identity_file: String, known_hosts_file: Str
             ..SshSettings::default()
         },
         prechecks: Default::default(),
+        os: Default::default(),
         nodes: nodes
             .iter()
             .map(|(name, port)| Node {
@@ -419,4 +420,33 @@ fn inventory(nodes: &[(&str, u16)], identity_file: String, known_hosts_file: Str
             })
             .collect(),
     }
+}
+
+#[tokio::test]
+async fn run_streaming_hands_over_each_line_before_the_command_ends() {
+    let sshd = Sshd::start();
+    let host = connect(sshd.target("node1")).await;
+    let started = Instant::now();
+    let seen: Arc<std::sync::Mutex<Vec<(String, Duration)>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let output = host
+        .run_streaming(
+            &Command::new("echo first; sleep 1; printf 'second\\nlast'"),
+            &move |line: &str| {
+                sink.lock()
+                    .unwrap()
+                    .push((line.to_owned(), started.elapsed()))
+            },
+        )
+        .await
+        .expect("runs");
+    assert_eq!(output.stdout_text(), "first\nsecond\nlast");
+    let seen = seen.lock().unwrap();
+    let lines: Vec<&str> = seen.iter().map(|(line, _)| line.as_str()).collect();
+    assert_eq!(lines, ["first", "second", "last"]);
+    // The first line arrived while the command was still sleeping.
+    assert!(
+        seen[0].1 + Duration::from_millis(500) < seen[1].1,
+        "{seen:?}"
+    );
 }
