@@ -60,6 +60,7 @@ impl Decoder {
             Shape::List { item, non_empty } => self.list(node, item, *non_empty, path, example),
             Shape::Labels => self.labels(node, path, example),
             Shape::RoleMap(inner) => self.role_map(node, inner, path, example),
+            Shape::Sysctls => self.sysctls(node, path, example),
             _ => {
                 let scalar = self.scalar(node, shape, path, example)?;
                 let json = self.scalar_value(scalar, &node.span, shape, path);
@@ -354,6 +355,73 @@ impl Decoder {
         Some(Json::Object(object))
     }
 
+    fn sysctls(&mut self, node: &Node, path: &str, example: &str) -> Option<Json> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, &Shape::Sysctls, path, example);
+            return None;
+        };
+        let mut object = Map::new();
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for (key, value) in entries {
+            let Some(name) = self.key(key, path) else {
+                continue;
+            };
+            if let Some(first) = seen.insert(name, key.span.clone()) {
+                self.duplicate_key(path, name, first, key.span.clone());
+                continue;
+            }
+            let child = entry_path(path, name);
+            self.spans
+                .insert(&child, Some(key.span.clone()), value.span.clone());
+            if let Some(reason) = names::sysctl_key_error(name) {
+                self.report(
+                    &child,
+                    Finding::new(
+                        "inventory::bad-sysctl-key",
+                        &child,
+                        key.span.clone(),
+                        format!("`{name}` is not a kernel parameter name: {reason}"),
+                    )
+                    .label("invalid sysctl name")
+                    .help(sysctl_key_help(name)),
+                );
+                continue;
+            }
+            let Some(scalar) = value.as_scalar().filter(|scalar| !scalar.is_null()) else {
+                let found = value.describe();
+                self.report(
+                    &child,
+                    Finding::new(
+                        "inventory::wrong-type",
+                        &child,
+                        value.span.clone(),
+                        format!(
+                            "{} must be a number or a string, not {found}",
+                            place(&child)
+                        ),
+                    )
+                    .label(format!("{found} here"))
+                    .help(format!(
+                        "write the value the kernel takes, for example `{name}: 1`"
+                    )),
+                );
+                continue;
+            };
+            match scalars::sysctl_value(scalar, &child) {
+                Ok(json) => {
+                    object.insert(name.to_owned(), json);
+                }
+                Err(wrong) => self.report(
+                    &child,
+                    Finding::new(wrong.code, &child, value.span.clone(), wrong.message)
+                        .label(wrong.label)
+                        .help(wrong.help),
+                ),
+            }
+        }
+        Some(Json::Object(object))
+    }
+
     fn role_map(
         &mut self,
         node: &Node,
@@ -432,6 +500,20 @@ impl Decoder {
     }
 }
 
+/// Short names (`ip_forward`) are usually a default's last part: name it.
+fn sysctl_key_help(name: &str) -> String {
+    let suffix = format!(".{name}");
+    let known = metalk8s_model::inventory::DEFAULT_SYSCTLS
+        .iter()
+        .map(|(key, _)| *key)
+        .find(|key| key.ends_with(&suffix));
+    match known {
+        Some(key) => format!("write the full dotted name: did you mean `{key}`?"),
+        None => "write the full dotted name `sysctl -a` prints, for example `net.ipv4.ip_forward`"
+            .to_owned(),
+    }
+}
+
 /// A valid stand-in for a value that was wrong or missing, so the rest can still be read.
 fn placeholder(shape: &Shape) -> Json {
     match shape {
@@ -444,7 +526,7 @@ fn placeholder(shape: &Shape) -> Json {
                 .collect(),
         ),
         Shape::List { .. } => Json::Array(Vec::new()),
-        Shape::Labels | Shape::RoleMap(_) => Json::Object(Map::new()),
+        Shape::Labels | Shape::RoleMap(_) | Shape::Sysctls => Json::Object(Map::new()),
         Shape::Text(_) => Json::String(String::new()),
         Shape::Bool => Json::Bool(false),
         Shape::Integer { min, .. } => Json::from(*min),

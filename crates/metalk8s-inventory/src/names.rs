@@ -106,6 +106,49 @@ pub(crate) fn is_device_path(text: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
 }
 
+/// Why a sysctl name is not one, if it is not: dot-separated parts (`/` also separates,
+/// as in `net.ipv4.conf.eth0/100.rp_filter` for an interface with a dot in its name) of
+/// letters, digits, `_` and `-`, at least two of them.
+pub(crate) fn sysctl_key_error(key: &str) -> Option<String> {
+    let parts: Vec<&str> = key.split(['.', '/']).collect();
+    if let Some(bad) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
+    {
+        return Some(format!("it contains `{bad}`"));
+    }
+    if parts.iter().any(|part| part.is_empty()) {
+        return Some("one of its dot-separated parts is empty".to_owned());
+    }
+    if parts.len() < 2 {
+        return Some("it is not a full dotted name".to_owned());
+    }
+    if key.starts_with('-') {
+        return Some("it starts with `-`".to_owned());
+    }
+    None
+}
+
+/// Module names as modprobe takes them: letters, digits, `_` and `-`.
+pub(crate) fn is_kernel_module_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        && !text.starts_with('-')
+}
+
+/// Package names as apt and dnf take them, optionally with an architecture
+/// (`libfoo:amd64`, `foo.x86_64`). A leading `-` would read as an option.
+pub(crate) fn is_package_name(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.len() <= 255
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.' | '_' | ':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +185,25 @@ mod tests {
         assert!(!is_device_path("vdb"));
         assert!(is_volume_group_name("vg_metalk8s"));
         assert!(!is_volume_group_name("-vg"));
+    }
+
+    #[test]
+    fn sysctl_keys_modules_and_packages() {
+        assert_eq!(sysctl_key_error("net.ipv4.ip_forward"), None);
+        assert_eq!(sysctl_key_error("net.ipv4.conf.eth0/100.rp_filter"), None);
+        assert_eq!(sysctl_key_error("net.bridge.bridge-nf-call-iptables"), None);
+        assert!(sysctl_key_error("ip_forward").is_some());
+        assert!(sysctl_key_error("vm..max_map_count").is_some());
+        assert!(sysctl_key_error("net.ipv4.ip_forward = 1").is_some());
+        assert!(sysctl_key_error("net.ipv4.conf.*.rp_filter").is_some());
+        assert!(is_kernel_module_name("br_netfilter"));
+        assert!(is_kernel_module_name("nf-conntrack"));
+        assert!(!is_kernel_module_name("ip vs"));
+        assert!(!is_kernel_module_name("-r"));
+        assert!(is_package_name("nfs-common"));
+        assert!(is_package_name("libstdc++6:amd64"));
+        assert!(is_package_name("lvm2.x86_64"));
+        assert!(!is_package_name("-y"));
+        assert!(!is_package_name("vim nano"));
     }
 }

@@ -26,17 +26,19 @@ pub(crate) fn check(scalar: &Scalar, shape: &Shape, path: &str) -> Result<Json, 
         Shape::Size => size(scalar, path),
         Shape::Choice(choice) => choose(scalar, choice, path),
         Shape::Constant(expected) => constant(scalar, expected, path),
-        Shape::Struct(_) | Shape::List { .. } | Shape::Labels | Shape::RoleMap(_) => {
-            Err(Wrong::new(
-                format!(
-                    "{} must be {}, not a single value",
-                    place(path),
-                    shape.expected()
-                ),
-                "a single value",
-                format!("write {}", shape.expected()),
-            ))
-        }
+        Shape::Struct(_)
+        | Shape::List { .. }
+        | Shape::Labels
+        | Shape::RoleMap(_)
+        | Shape::Sysctls => Err(Wrong::new(
+            format!(
+                "{} must be {}, not a single value",
+                place(path),
+                shape.expected()
+            ),
+            "a single value",
+            format!("write {}", shape.expected()),
+        )),
     }
 }
 
@@ -146,11 +148,62 @@ fn text(scalar: &Scalar, rule: Text, path: &str) -> Result<Json, Wrong> {
                 "write two numbers separated by a dot, for example `4.18`",
             )
         }),
+        Text::KernelModule => (!names::is_kernel_module_name(value)).then(|| {
+            Wrong::new(
+                format!("{at} is not a kernel module name: `{value}`"),
+                "not a module name",
+                "write the name `modprobe` takes, for example `ip_vs`",
+            )
+        }),
+        Text::PackageName => (!names::is_package_name(value)).then(|| {
+            Wrong::new(
+                format!("{at} is not a package name: `{value}`"),
+                "not a package name",
+                "write one package name per item, for example `nfs-common`",
+            )
+        }),
+        Text::NtpServer => (!names::is_address(value)).then(|| {
+            Wrong::new(
+                format!("{at} is neither an IP address nor a host name: `{value}`"),
+                "not an NTP server",
+                "write the NTP server's host name or IP address alone, for example `ntp.example.com` (no scheme, port or options)",
+            )
+        }),
     };
     match problem {
         Some(wrong) => Err(wrong),
         None => Ok(Json::String(value.to_owned())),
     }
+}
+
+/// A sysctl value: the text written after `=` in /etc/sysctl.d, a number or words on one
+/// line. Booleans are refused because the kernel reads `1` and `0`.
+pub(crate) fn sysctl_value(scalar: &Scalar, path: &str) -> Result<Json, Wrong> {
+    let text = scalar.text.as_str();
+    let at = place(path);
+    let boolean = match text.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" => Some("1"),
+        "false" | "no" | "off" => Some("0"),
+        _ => None,
+    };
+    if let Some(number) = boolean.filter(|_| scalar.plain) {
+        return Err(Wrong::new(
+            format!("{at} must be the value the kernel reads, not `{text}`"),
+            "a boolean",
+            format!("write `{number}`"),
+        ));
+    }
+    if text.trim().is_empty() || text.contains(char::is_control) {
+        return Err(Wrong::new(
+            format!(
+                "{at} must be a value on one line, not `{}`",
+                text.escape_debug()
+            ),
+            "not a sysctl value",
+            "write a number or words on one line, for example `262144` or `\"32768 60999\"`",
+        ));
+    }
+    Ok(Json::String(text.to_owned()))
 }
 
 fn is_http_url(text: &str) -> bool {

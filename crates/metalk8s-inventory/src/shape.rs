@@ -17,6 +17,8 @@ pub(crate) enum Shape {
     Labels,
     /// A mapping from role names to a structure.
     RoleMap(&'static StructShape),
+    /// Kernel parameters: sysctl names to values.
+    Sysctls,
     Text(Text),
     Bool,
     Integer {
@@ -45,6 +47,9 @@ pub(crate) enum Text {
     VolumeGroup,
     Url,
     KernelVersion,
+    KernelModule,
+    PackageName,
+    NtpServer,
 }
 
 /// A closed set of words, with the words people coming from other tools use for them.
@@ -101,6 +106,7 @@ impl Shape {
             Shape::List { .. } => "a list".to_owned(),
             Shape::Labels => "a mapping of label keys to values".to_owned(),
             Shape::RoleMap(_) => "a mapping of role names".to_owned(),
+            Shape::Sysctls => "a mapping of kernel parameters to values".to_owned(),
             Shape::Text(_) => "a string".to_owned(),
             Shape::Bool => "`true` or `false`".to_owned(),
             Shape::Integer { .. } => "a whole number".to_owned(),
@@ -120,6 +126,7 @@ impl Shape {
             Shape::List { item, .. } => format!("[{}]", item.example()),
             Shape::Labels => "{rack: r1}".to_owned(),
             Shape::RoleMap(inner) => format!("{{worker: {}}}", inner.example),
+            Shape::Sysctls => "{vm.max_map_count: 262144}".to_owned(),
             Shape::Text(text) => text.example().to_owned(),
             Shape::Bool => "true".to_owned(),
             Shape::Integer { min, .. } => min.to_string(),
@@ -146,6 +153,9 @@ impl Text {
             Text::VolumeGroup => "vg_metalk8s",
             Text::Url => "http://proxy.example.com:3128",
             Text::KernelVersion => "4.18",
+            Text::KernelModule => "ip_vs",
+            Text::PackageName => "nfs-common",
+            Text::NtpServer => "ntp.example.com",
         }
     }
 }
@@ -227,6 +237,11 @@ pub(crate) static INVENTORY: StructShape = StructShape {
         ),
         optional("ssh", Shape::Struct(&SSH), "{user: centos, sudo: true}"),
         optional("prechecks", Shape::Struct(&PRECHECKS), "{minVarFree: 5Gi}"),
+        optional(
+            "os",
+            Shape::Struct(&OS),
+            "{ntp: {servers: [ntp.example.com]}}",
+        ),
         required(
             "nodes",
             Shape::List {
@@ -330,6 +345,63 @@ pub(crate) static PRECHECKS: StructShape = StructShape {
         optional("maxClockSkewSeconds", Shape::Seconds, "2"),
         optional("minKernel", Shape::Text(Text::KernelVersion), "4.18"),
     ],
+};
+
+pub(crate) static OS: StructShape = StructShape {
+    noun: "the OS settings",
+    example: "{ntp: {servers: [ntp.example.com]}}",
+    fields: &[
+        optional("sysctls", Shape::Sysctls, "{vm.max_map_count: 262144}"),
+        optional(
+            "kernelModules",
+            Shape::List {
+                item: &Shape::Text(Text::KernelModule),
+                non_empty: false,
+            },
+            "[ip_vs]",
+        ),
+        optional(
+            "packages",
+            Shape::List {
+                item: &Shape::Text(Text::PackageName),
+                non_empty: false,
+            },
+            "[nfs-common]",
+        ),
+        optional("ntp", Shape::Struct(&NTP), "{servers: [ntp.example.com]}"),
+        optional("journald", Shape::Struct(&JOURNALD), "{systemMaxUse: 4Gi}"),
+        // Past the kernel's largest `fs.nr_open`, no limit can be set.
+        optional(
+            "nofile",
+            Shape::Integer {
+                min: 1024,
+                max: MAX_NOFILE,
+            },
+            "1048576",
+        ),
+    ],
+};
+
+/// The largest `fs.nr_open` a 64-bit kernel accepts (`sysctl_nr_open_max`).
+pub(crate) const MAX_NOFILE: u64 = 1_073_741_816;
+
+pub(crate) static NTP: StructShape = StructShape {
+    noun: "the NTP settings",
+    example: "{servers: [ntp.example.com]}",
+    fields: &[optional(
+        "servers",
+        Shape::List {
+            item: &Shape::Text(Text::NtpServer),
+            non_empty: false,
+        },
+        "[ntp1.example.com, 10.0.0.1]",
+    )],
+};
+
+pub(crate) static JOURNALD: StructShape = StructShape {
+    noun: "the journald settings",
+    example: "{systemMaxUse: 4Gi}",
+    fields: &[optional("systemMaxUse", Shape::Size, "4Gi")],
 };
 
 pub(crate) static REQUIREMENT: StructShape = StructShape {
@@ -505,13 +577,16 @@ mod tests {
         let schema =
             serde_json::to_value(schemars::schema_for!(metalk8s_model::Inventory)).unwrap();
         let definitions = &schema["$defs"];
-        let pairs: [(&StructShape, &serde_json::Value); 13] = [
+        let pairs: [(&StructShape, &serde_json::Value); 16] = [
             (&INVENTORY, &schema),
             (&NETWORKS, &definitions["Networks"]),
             (&PROXY, &definitions["Proxy"]),
             (&SSH, &definitions["SshSettings"]),
             (&NODE_SSH, &definitions["SshOverrides"]),
             (&PRECHECKS, &definitions["Prechecks"]),
+            (&OS, &definitions["OsSettings"]),
+            (&NTP, &definitions["Ntp"]),
+            (&JOURNALD, &definitions["Journald"]),
             (&REQUIREMENT, &definitions["Requirement"]),
             (&NODE, &definitions["Node"]),
             (&TAINT, &definitions["Taint"]),

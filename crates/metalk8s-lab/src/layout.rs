@@ -164,6 +164,7 @@ pub(crate) fn inventory(
             ..SshSettings::default()
         },
         prechecks: Prechecks::default(),
+        os: Default::default(),
         nodes: nodes
             .iter()
             .enumerate()

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::size::ByteSize;
 
@@ -37,6 +37,9 @@ pub struct Inventory {
     /// Thresholds used by `metalk8s precheck`.
     #[serde(default)]
     pub prechecks: Prechecks,
+    /// How the operating system of every node is prepared.
+    #[serde(default)]
+    pub os: OsSettings,
     pub nodes: Vec<Node>,
 }
 
@@ -427,6 +430,177 @@ fn default_min_kernel() -> String {
     "4.18".to_owned()
 }
 
+/// How the operating system of every node is prepared. Each field has a default that a
+/// kubeadm node needs; maps and lists written here are merged into those defaults rather
+/// than replacing them, so that adding one setting cannot drop a required one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OsSettings {
+    /// Kernel parameters, persisted under /etc/sysctl.d and applied live. A key written here
+    /// replaces the default value of that key; the other defaults stay.
+    #[serde(
+        default = "default_sysctls",
+        deserialize_with = "sysctls_over_defaults"
+    )]
+    #[schemars(schema_with = "sysctls_schema")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Kernel modules loaded now and at boot, in this order; added to the defaults.
+    #[serde(
+        default = "default_kernel_modules",
+        deserialize_with = "kernel_modules_over_defaults"
+    )]
+    pub kernel_modules: Vec<String>,
+    /// OS packages installed on every node besides the ones metalk8s requires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// Time synchronisation (chrony).
+    #[serde(default)]
+    pub ntp: Ntp,
+    /// The system journal.
+    #[serde(default)]
+    pub journald: Journald,
+    /// Open files allowed to every process (soft and hard limits), for logins and for
+    /// systemd services.
+    #[serde(default = "default_nofile")]
+    pub nofile: u64,
+}
+
+impl Default for OsSettings {
+    fn default() -> Self {
+        OsSettings {
+            sysctls: default_sysctls(),
+            kernel_modules: default_kernel_modules(),
+            packages: Vec::new(),
+            ntp: Ntp::default(),
+            journald: Journald::default(),
+            nofile: default_nofile(),
+        }
+    }
+}
+
+/// Kernel parameters every node gets unless the inventory says otherwise.
+pub const DEFAULT_SYSCTLS: &[(&str, &str)] = &[
+    // Many pods each watching files (kubelet, log shippers) exhaust the distribution
+    // defaults (8192 watches, 128 instances).
+    ("fs.inotify.max_user_instances", "8192"),
+    ("fs.inotify.max_user_watches", "1048576"),
+    // The values the kubelet sets itself unless `protectKernelDefaults` is on; written
+    // here so that it can be on (a CIS benchmark item) and the kubelet still starts.
+    ("kernel.keys.root_maxbytes", "25000000"),
+    ("kernel.keys.root_maxkeys", "1000000"),
+    ("kernel.panic", "10"),
+    ("kernel.panic_on_oops", "1"),
+    ("vm.overcommit_memory", "1"),
+    ("vm.panic_on_oom", "0"),
+    // Bridged pod traffic must go through iptables for Services and network policies,
+    // and nodes route pod traffic (kubeadm's preflight checks both).
+    ("net.bridge.bridge-nf-call-ip6tables", "1"),
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+    ("net.ipv4.ip_forward", "1"),
+    // The logging stack's search indexes map many files.
+    ("vm.max_map_count", "262144"),
+];
+
+/// Kernel modules every node loads: bridge netfilter (for the `net.bridge` sysctls) and
+/// overlayfs (containerd's snapshotter).
+pub const DEFAULT_KERNEL_MODULES: &[&str] = &["br_netfilter", "overlay"];
+
+/// Open files per process by default: the kernel's default `fs.nr_open`, which is as
+/// high as a limit may go without raising that too.
+pub const DEFAULT_NOFILE: u64 = 1 << 20;
+
+fn default_sysctls() -> BTreeMap<String, String> {
+    DEFAULT_SYSCTLS
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn default_kernel_modules() -> Vec<String> {
+    DEFAULT_KERNEL_MODULES
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+
+fn default_nofile() -> u64 {
+    DEFAULT_NOFILE
+}
+
+/// Sysctl values are written as numbers or strings (`"32768 60999"`); both are kept as the
+/// text written to /etc/sysctl.d.
+fn sysctls_over_defaults<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Integer(i64),
+        Text(String),
+    }
+    let written = BTreeMap::<String, Written>::deserialize(deserializer)?;
+    let mut sysctls = default_sysctls();
+    sysctls.extend(written.into_iter().map(|(key, value)| {
+        let value = match value {
+            Written::Integer(number) => number.to_string(),
+            Written::Text(text) => text,
+        };
+        (key, value)
+    }));
+    Ok(sysctls)
+}
+
+fn kernel_modules_over_defaults<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    let written = Vec::<String>::deserialize(deserializer)?;
+    let mut modules = default_kernel_modules();
+    for name in written {
+        if !modules.contains(&name) {
+            modules.push(name);
+        }
+    }
+    Ok(modules)
+}
+
+fn sysctls_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Kernel parameters by name (`net.ipv4.ip_forward`), merged over the defaults.",
+        "type": "object",
+        "additionalProperties": {"type": ["string", "integer"]}
+    })
+}
+
+/// Time synchronisation. The bootstrap node is the cluster's time server: it follows
+/// `servers`, or its own clock when there are none, and every other node follows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ntp {
+    /// NTP servers (host names or IPs) the bootstrap node synchronises with.
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Journald {
+    /// Largest disk space the persistent journal may take.
+    #[serde(default = "default_journal_max_use")]
+    pub system_max_use: ByteSize,
+}
+
+impl Default for Journald {
+    fn default() -> Self {
+        Journald {
+            system_max_use: default_journal_max_use(),
+        }
+    }
+}
+
+fn default_journal_max_use() -> ByteSize {
+    ByteSize::gib(2)
+}
+
 impl Inventory {
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|node| node.name == name)
@@ -450,5 +624,50 @@ impl Inventory {
                     },
                 })
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(json: &str) -> OsSettings {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn os_defaults_apply_when_left_out() {
+        assert_eq!(os("{}"), OsSettings::default());
+        let defaults = OsSettings::default();
+        assert_eq!(defaults.sysctls["net.ipv4.ip_forward"], "1");
+        assert_eq!(defaults.kernel_modules, ["br_netfilter", "overlay"]);
+        assert_eq!(defaults.journald.system_max_use, ByteSize::gib(2));
+        assert_eq!(defaults.nofile, 1_048_576);
+        assert!(defaults.ntp.servers.is_empty());
+    }
+
+    #[test]
+    fn written_sysctls_and_modules_are_merged_over_the_defaults() {
+        let settings = os(
+            r#"{"sysctls": {"vm.max_map_count": 524288, "net.core.somaxconn": "4096"},
+                "kernelModules": ["ip_vs", "overlay"]}"#,
+        );
+        assert_eq!(settings.sysctls["vm.max_map_count"], "524288");
+        assert_eq!(settings.sysctls["net.core.somaxconn"], "4096");
+        assert_eq!(settings.sysctls["net.ipv4.ip_forward"], "1");
+        assert_eq!(settings.sysctls.len(), DEFAULT_SYSCTLS.len() + 1);
+        assert_eq!(
+            settings.kernel_modules,
+            ["br_netfilter", "overlay", "ip_vs"]
+        );
+    }
+
+    #[test]
+    fn merged_settings_read_back_unchanged() {
+        let settings =
+            os(r#"{"sysctls": {"kernel.pid_max": 4194304}, "kernelModules": ["ip_vs"]}"#);
+        let again: OsSettings =
+            serde_json::from_value(serde_json::to_value(&settings).unwrap()).unwrap();
+        assert_eq!(again, settings);
     }
 }

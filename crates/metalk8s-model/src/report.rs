@@ -96,7 +96,9 @@ pub enum StepOutcome {
     /// Already as desired; nothing done.
     Unchanged,
     /// Brought to the desired state; `changes` says what was different.
-    Changed { changes: Vec<String> },
+    Changed {
+        changes: Vec<String>,
+    },
     /// Dry run: what would change, with unified diffs for files.
     WouldChange {
         changes: Vec<String>,
@@ -105,10 +107,16 @@ pub enum StepOutcome {
     },
     /// The host cannot do this (e.g. a kernel module in a container without modules);
     /// reported, never counted as a success.
-    Unsupported { reason: String },
-    Failed { error: String },
+    Unsupported {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
     /// Not run because a step it comes after failed or was unsupported.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl StepOutcome {

@@ -1,0 +1,190 @@
+//! The `os` phase: what every node needs from its operating system before anything of
+//! Kubernetes is installed. All nodes go through it at once.
+//!
+//! Per node, in order: kernel modules, then the kernel parameters that need them; swap
+//! off; /etc/hosts, then the hostname it resolves; the package manager's proxy (when
+//! there is one), then the required packages; chrony's configuration and service; a
+//! persistent, bounded journal; open-files limits for logins and services.
+
+mod chrony;
+mod config;
+mod family;
+
+use metalk8s_model::plan::{
+    HostPlan, HostnameResource, HostsEntriesResource, HostsEntry, KernelModuleResource,
+    PackageManager, PackageState, PackagesResource, Phase, Resource, Rollout, SwapOffResource,
+    SysctlResource,
+};
+
+use crate::steps::{Steps, directory, file, reaction, service};
+use crate::{Cluster, PlanError, PlannedNode};
+use family::Family;
+
+pub(crate) const PHASE: &str = "os";
+
+/// 90 sorts after what packages install (10-50), so these values win over theirs; an
+/// administrator's /etc/sysctl.conf (99-sysctl.conf) still has the last word at boot.
+const SYSCTL_FILE: &str = "/etc/sysctl.d/90-metalk8s.conf";
+const JOURNAL_DIRECTORY: &str = "/var/log/journal";
+const JOURNALD_DROP_INS: &str = "/etc/systemd/journald.conf.d";
+const JOURNALD_FILE: &str = "/etc/systemd/journald.conf.d/90-metalk8s.conf";
+const LOGIN_LIMITS_FILE: &str = "/etc/security/limits.d/90-metalk8s.conf";
+const MANAGER_DROP_INS: &str = "/etc/systemd/system.conf.d";
+const MANAGER_FILE: &str = "/etc/systemd/system.conf.d/90-metalk8s.conf";
+const APT_PROXY_FILE: &str = "/etc/apt/apt.conf.d/90-metalk8s-proxy.conf";
+const DNF_CONF: &str = "/etc/dnf/dnf.conf";
+
+pub(crate) fn phase(cluster: &Cluster) -> Result<Phase, PlanError> {
+    let hosts = cluster
+        .nodes
+        .iter()
+        .map(|node| host_plan(cluster, node))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Phase {
+        name: PHASE.to_owned(),
+        rollout: Rollout::Parallel,
+        hosts,
+    })
+}
+
+fn host_plan(cluster: &Cluster, node: &PlannedNode) -> Result<HostPlan, PlanError> {
+    let family = family::family(&node.node.name, node.facts)?;
+    let mut steps = Steps::default();
+    kernel(&mut steps, cluster);
+    steps.add(("swap".to_owned(), Resource::SwapOff(SwapOffResource {})));
+    names(&mut steps, cluster, node);
+    let packages = packages(&mut steps, cluster, family);
+    time(&mut steps, cluster, node, family, &packages);
+    journal(&mut steps, cluster);
+    open_files(&mut steps, cluster.inventory.os.nofile);
+    Ok(HostPlan {
+        node: node.node.name.clone(),
+        steps: steps.into_vec(),
+    })
+}
+
+/// Modules first: the `net.bridge.*` parameters exist only once br_netfilter is loaded.
+fn kernel(steps: &mut Steps, cluster: &Cluster) {
+    let mut modules: Vec<String> = Vec::new();
+    for name in &cluster.inventory.os.kernel_modules {
+        let id = format!("kernel-module/{name}");
+        // Read inventories list each module once; one built in code may not.
+        if !modules.contains(&id) {
+            let module = Resource::KernelModule(KernelModuleResource { name: name.clone() });
+            modules.push(steps.add((id, module)));
+        }
+    }
+    let sysctl = Resource::Sysctl(SysctlResource {
+        file: SYSCTL_FILE.to_owned(),
+        values: config::sysctls(cluster.inventory),
+    });
+    let after: Vec<&String> = modules.iter().collect();
+    steps.add_with(("sysctl".to_owned(), sysctl), &after, &[]);
+}
+
+/// Every node knows every other by name on the control-plane network, without DNS. The
+/// entries come first so that the new hostname resolves the moment it is set (sudo and
+/// many daemons look their own name up).
+fn names(steps: &mut Steps, cluster: &Cluster, node: &PlannedNode) {
+    let entries = cluster
+        .nodes
+        .iter()
+        .map(|other| HostsEntry {
+            ip: other.control_plane_ip.to_string(),
+            names: vec![other.node.name.clone()],
+        })
+        .collect();
+    let hosts = steps.add((
+        "hosts".to_owned(),
+        Resource::HostsEntries(HostsEntriesResource { entries }),
+    ));
+    let hostname = Resource::Hostname(HostnameResource {
+        name: node.node.name.clone(),
+    });
+    steps.add_with(("hostname".to_owned(), hostname), &[&hosts], &[]);
+}
+
+/// The required packages and `os.packages`, in one transaction; returns the step id.
+fn packages(steps: &mut Steps, cluster: &Cluster, family: &Family) -> String {
+    let proxy = package_proxy(steps, cluster, family);
+    let mut names: Vec<String> = family
+        .packages
+        .iter()
+        .map(|name| (*name).to_owned())
+        .chain(cluster.inventory.os.packages.iter().cloned())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let resource = Resource::Packages(PackagesResource {
+        manager: family.manager,
+        names,
+        state: PackageState::Present,
+    });
+    let after: Vec<&String> = proxy.iter().collect();
+    steps.add_with(("packages".to_owned(), resource), &after, &[])
+}
+
+/// The proxy the package manager goes through, when the inventory has one.
+fn package_proxy(steps: &mut Steps, cluster: &Cluster, family: &Family) -> Option<String> {
+    let proxy = cluster.inventory.proxy.as_ref()?;
+    let (path, content) = match family.manager {
+        PackageManager::Apt => (APT_PROXY_FILE, config::apt_proxy(proxy)?),
+        PackageManager::Dnf => (DNF_CONF, config::dnf_conf(proxy)?),
+    };
+    Some(steps.add(file(path, content, 0o644)))
+}
+
+/// chrony's configuration comes after the package: dpkg would otherwise find a changed
+/// conffile at install time and stop to ask about it.
+fn time(
+    steps: &mut Steps,
+    cluster: &Cluster,
+    node: &PlannedNode,
+    family: &Family,
+    packages: &String,
+) {
+    let chrony = &family.chrony;
+    let content = chrony::config(cluster, node, chrony);
+    let config = steps.add_with(file(chrony.config, content, 0o644), &[packages], &[]);
+    steps.add_with(
+        service(chrony.service, true),
+        &[packages, &config],
+        &[&config],
+    );
+}
+
+/// A journal kept on disk across reboots and bounded in size.
+fn journal(steps: &mut Steps, cluster: &Cluster) {
+    // The group and setgid bit systemd-tmpfiles gives it, so that members of
+    // systemd-journal read the logs.
+    let storage = steps.add(directory(JOURNAL_DIRECTORY, 0o2755, "systemd-journal"));
+    let drop_ins = steps.add(directory(JOURNALD_DROP_INS, 0o755, "root"));
+    let content = config::journald(cluster.inventory.os.journald.system_max_use);
+    let settings = steps.add_with(file(JOURNALD_FILE, content, 0o644), &[&drop_ins], &[]);
+    // `enabled: false` means "do not enable", not "disable": systemd-journald.service is
+    // a static unit (no [Install] section, started through its sockets), which
+    // `systemctl enable` refuses. It restarts when its settings or storage change.
+    steps.add_with(
+        service("systemd-journald.service", false),
+        &[&storage, &settings],
+        &[&storage, &settings],
+    );
+}
+
+/// One open-files limit for logins and for services. Only a re-exec makes every systemd
+/// version take new manager defaults (`daemon-reload` does on recent ones only); services
+/// started afterwards (containerd and the kubelet, in later phases) get the new limit.
+fn open_files(steps: &mut Steps, nofile: u64) {
+    steps.add(file(LOGIN_LIMITS_FILE, config::login_limits(nofile), 0o644));
+    let drop_ins = steps.add(directory(MANAGER_DROP_INS, 0o755, "root"));
+    let manager = steps.add_with(
+        file(MANAGER_FILE, config::service_limits(nofile), 0o644),
+        &[&drop_ins],
+        &[],
+    );
+    steps.add_with(
+        reaction("systemd-daemon-reexec", "systemctl daemon-reexec"),
+        &[&manager],
+        &[&manager],
+    );
+}

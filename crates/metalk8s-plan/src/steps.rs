@@ -1,0 +1,112 @@
+//! Building a host's steps: readable ids derived from what a step manages, and checks that
+//! each id is used once and that a step only depends on steps before it (the engine runs
+//! them in order).
+
+use metalk8s_model::plan::{
+    CommandResource, DirectoryResource, FileResource, Resource, ServiceResource, Step,
+};
+
+/// A step's id and the desired state it manages.
+pub(crate) type Planned = (String, Resource);
+
+/// The steps of one host, in the order they run.
+#[derive(Default)]
+pub(crate) struct Steps {
+    steps: Vec<Step>,
+}
+
+impl Steps {
+    /// Appends a step and returns its id, for the `after` and `watch` of later steps.
+    pub fn add(&mut self, step: Planned) -> String {
+        self.add_with(step, &[], &[])
+    }
+
+    /// Appends a step that runs once the `after` steps succeeded and reacts when one of
+    /// the `watch` steps changed.
+    pub fn add_with(
+        &mut self,
+        (id, resource): Planned,
+        after: &[&String],
+        watch: &[&String],
+    ) -> String {
+        assert!(!self.has(&id), "step `{id}` planned twice");
+        for earlier in after.iter().chain(watch) {
+            assert!(
+                self.has(earlier),
+                "step `{id}` refers to `{earlier}`, not planned before it"
+            );
+        }
+        self.steps.push(Step {
+            id: id.clone(),
+            resource,
+            after: after.iter().map(|id| (*id).clone()).collect(),
+            watch: watch.iter().map(|id| (*id).clone()).collect(),
+        });
+        id
+    }
+
+    fn has(&self, id: &str) -> bool {
+        self.steps.iter().any(|step| step.id == id)
+    }
+
+    pub fn into_vec(self) -> Vec<Step> {
+        self.steps
+    }
+}
+
+/// Content of a configuration file metalk8s owns, with the header that tells whoever
+/// opens it not to edit it by hand. `comment` is the file format's comment marker.
+pub(crate) fn managed_content(comment: &str, body: &str) -> String {
+    format!(
+        "{comment} Managed by metalk8s: changes made here are overwritten by the next deploy.\n{body}"
+    )
+}
+
+pub(crate) fn file(path: &str, content: String, mode: u32) -> Planned {
+    (
+        format!("file{path}"),
+        Resource::File(FileResource {
+            path: path.to_owned(),
+            content,
+            mode,
+            owner: "root".to_owned(),
+            group: "root".to_owned(),
+        }),
+    )
+}
+
+pub(crate) fn directory(path: &str, mode: u32, group: &str) -> Planned {
+    (
+        format!("directory{path}"),
+        Resource::Directory(DirectoryResource {
+            path: path.to_owned(),
+            mode,
+            owner: "root".to_owned(),
+            group: group.to_owned(),
+        }),
+    )
+}
+
+pub(crate) fn service(unit: &str, enabled: bool) -> Planned {
+    (
+        format!("service/{}", unit.trim_end_matches(".service")),
+        Resource::Service(ServiceResource {
+            name: unit.to_owned(),
+            enabled,
+            running: true,
+        }),
+    )
+}
+
+/// A command that runs only when a step it watches changed.
+pub(crate) fn reaction(name: &str, command: &str) -> Planned {
+    (
+        format!("command/{name}"),
+        Resource::Command(CommandResource {
+            command: command.to_owned(),
+            creates: None,
+            unless: None,
+            only_on_watch: true,
+        }),
+    )
+}
