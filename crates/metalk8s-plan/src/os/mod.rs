@@ -1,7 +1,8 @@
 //! The `os` phase: what every node needs from its operating system before anything of
 //! Kubernetes is installed. All nodes go through it at once.
 //!
-//! Per node, in order: kernel modules, then the kernel parameters that need them; swap
+//! Per node, in order: kernel modules, each followed by the kernel parameters it provides,
+//! then the other kernel parameters; swap
 //! off; /etc/hosts, then the hostname it resolves; the package manager's proxy (when
 //! there is one), then the required packages; chrony's configuration and service; a
 //! persistent, bounded journal; open-files limits for logins and services.
@@ -15,6 +16,7 @@ use metalk8s_model::plan::{
     PackageManager, PackageState, PackagesResource, Phase, Resource, Rollout, SwapOffResource,
     SysctlResource,
 };
+use std::collections::BTreeMap;
 
 use crate::steps::{Steps, directory, file, reaction, service};
 use crate::{Cluster, PlanError, PlannedNode};
@@ -63,7 +65,15 @@ fn host_plan(cluster: &Cluster, node: &PlannedNode) -> Result<HostPlan, PlanErro
     })
 }
 
-/// Modules first: the `net.bridge.*` parameters exist only once br_netfilter is loaded.
+/// Kernel parameters that exist only once a module is loaded, by key prefix.
+const MODULE_PARAMETERS: &[(&str, &str)] = &[
+    ("net.bridge.", "br_netfilter"),
+    ("net.netfilter.", "nf_conntrack"),
+];
+
+/// Modules first; the parameters a module provides are a step of their own after it, so
+/// that a module the host cannot load (a container without modules) only holds back its
+/// own parameters, never the others (`net.ipv4.ip_forward` must still be enforced).
 fn kernel(steps: &mut Steps, cluster: &Cluster) {
     let mut modules: Vec<String> = Vec::new();
     for name in &cluster.inventory.os.kernel_modules {
@@ -74,12 +84,30 @@ fn kernel(steps: &mut Steps, cluster: &Cluster) {
             modules.push(steps.add((id, module)));
         }
     }
+    let mut general = config::sysctls(cluster.inventory);
+    for (prefix, module) in MODULE_PARAMETERS {
+        let owned: BTreeMap<String, String> = general
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        if owned.is_empty() {
+            continue;
+        }
+        general.retain(|key, _| !key.starts_with(prefix));
+        let module_step = format!("kernel-module/{module}");
+        let after: Vec<&String> = modules.iter().filter(|id| **id == module_step).collect();
+        let sysctl = Resource::Sysctl(SysctlResource {
+            file: format!("/etc/sysctl.d/91-metalk8s-{module}.conf"),
+            values: owned,
+        });
+        steps.add_with((format!("sysctl/{module}"), sysctl), &after, &[]);
+    }
     let sysctl = Resource::Sysctl(SysctlResource {
         file: SYSCTL_FILE.to_owned(),
-        values: config::sysctls(cluster.inventory),
+        values: general,
     });
-    let after: Vec<&String> = modules.iter().collect();
-    steps.add_with(("sysctl".to_owned(), sysctl), &after, &[]);
+    steps.add(("sysctl".to_owned(), sysctl));
 }
 
 /// Every node knows every other by name on the control-plane network, without DNS. The
