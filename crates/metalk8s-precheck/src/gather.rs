@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metalk8s_model::facts::{DeviceFacts, Facts, InterfaceAddress, Listener, OsRelease};
-use metalk8s_transport::{Command, Host, HostError};
+use metalk8s_transport::{Command, Host, HostError, quote};
 
 /// Packages whose presence conflicts with the container runtime metalk8s installs.
 pub const CONFLICTING_PACKAGES: &[&str] = &[
@@ -44,10 +44,6 @@ pub enum GatherError {
     Parse { host: String, reason: String },
 }
 
-fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 /// The script run on each host. It only reads; it needs root for `ss -p` and `blkid -p`.
 pub fn gather_script(request: &GatherRequest) -> String {
     let mut script = String::from(
@@ -70,13 +66,13 @@ fi
     );
     script = script.replace("__PACKAGES__", &CONFLICTING_PACKAGES.join(" "));
     for name in &request.names {
-        let quoted = shell_quote(name);
+        let quoted = quote(name);
         script.push_str(&format!(
             "echo @@resolve {quoted}; getent ahosts {quoted} | awk '{{print $1}}' | sort -u\n"
         ));
     }
     for device in &request.devices {
-        let quoted = shell_quote(device);
+        let quoted = quote(device);
         script.push_str(&format!(
             r#"echo @@device {quoted}
 if [ -e {quoted} ]; then echo exists; fi
@@ -415,7 +411,7 @@ lsblk /dev/vdc1 /mnt/data
             devices: vec!["/dev/vdb".into()],
         });
         assert!(script.contains(r"echo @@resolve 'it'\''s'"));
-        assert!(script.contains("blkid -p -o export '/dev/vdb'"));
+        assert!(script.contains("blkid -p -o export /dev/vdb"));
         assert!(script.contains("docker-ce containerd.io") || script.contains("containerd.io"));
     }
 }

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 
 pub use fleet::{ConnectOptions, connect_all};
 pub use local::LocalHost;
+pub use shell::quote;
 pub use ssh::{HostKeyPolicy, SshHost, SshTarget};
 
 /// A shell script to run on a host.

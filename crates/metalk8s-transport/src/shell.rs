@@ -50,7 +50,7 @@ pub(crate) fn command_line(argv: &[String]) -> String {
 
 /// Quotes `word` for a POSIX shell; words made only of characters no shell treats
 /// specially are left bare, which keeps logged command lines readable.
-pub(crate) fn quote(word: &str) -> String {
+pub fn quote(word: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
     if !word.is_empty() && word.chars().all(plain) {
         return word.to_owned();

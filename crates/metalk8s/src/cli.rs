@@ -25,6 +25,13 @@ pub enum Command {
     Inventory(InventoryCommand),
     /// Check that every server of an inventory is ready to become a node.
     Precheck(PrecheckArgs),
+    /// Print what `deploy` would do: every phase, host and step.
+    Plan(PlanArgs),
+    /// Bring the nodes to the state the inventory describes (resumes an interrupted run).
+    Deploy(DeployArgs),
+    /// Run on a node by `deploy`: applies a host plan read from standard input.
+    #[command(subcommand, hide = true)]
+    Agent(AgentCommand),
     /// Local container "servers" for demos and tests.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -136,4 +143,48 @@ pub enum LabCommand {
         #[command(flatten)]
         lab: LabName,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PhaseSelection {
+    /// Only this phase (repeatable); all phases when omitted.
+    #[arg(long = "phase", value_name = "NAME")]
+    pub phases: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub phases: PhaseSelection,
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub phases: PhaseSelection,
+    /// Only these nodes (repeatable).
+    #[arg(long = "limit", value_name = "NODE")]
+    pub limit: Vec<String>,
+    /// Show what would change, with a unified diff for files, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `json` prints the full report as data.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Apply the host plan given on standard input, printing events as JSON lines.
+    Apply,
 }

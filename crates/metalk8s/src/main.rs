@@ -4,7 +4,9 @@
 mod cli;
 mod commands;
 mod exit;
+mod ops;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -1,8 +1,11 @@
 //! One module per subcommand; `run` dispatches.
 
+mod agent;
 mod completions;
+mod deploy;
 mod inventory;
 mod lab;
+mod plan;
 mod precheck;
 
 use crate::cli::{Cli, Command};
@@ -13,6 +16,9 @@ pub fn run(cli: Cli) -> CommandResult {
         Command::Inventory(command) => inventory::run(command),
         Command::Precheck(args) => precheck::run(args),
         Command::Lab(command) => lab::run(command),
+        Command::Plan(args) => plan::run(args),
+        Command::Deploy(args) => deploy::run(args),
+        Command::Agent(command) => agent::run(command),
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -1,0 +1,321 @@
+//! The agent: the metalk8s binary itself, copied once to each node, applying its host plan
+//! locally and streaming events back as JSON lines.
+//!
+//! The controller side installs the binary (cached under /var/lib/metalk8s/agent by its
+//! sha256, so it is copied only when it changed) and runs `metalk8s agent apply` over one
+//! SSH session with the request on standard input. The node side ([`serve`]) runs the
+//! steps with a local host and keeps its own journal and the reactions it still owes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metalk8s_model::inventory::API_VERSION;
+use metalk8s_model::plan::Step;
+use metalk8s_transport::{Command, Host, HostError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::runner::{Observer, Pending, RunOptions, StepReport, run_steps};
+
+/// Where the agent keeps its binary, journal and owed reactions on a node.
+pub const NODE_STATE_DIR: &str = "/var/lib/metalk8s";
+
+/// What the controller asks of one node for one phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRequest {
+    pub api_version: String,
+    pub run: String,
+    pub phase: String,
+    pub node: String,
+    pub dry_run: bool,
+    pub steps: Vec<Step>,
+}
+
+/// One line of the agent's standard output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "event")]
+pub enum AgentEvent {
+    Started {
+        step: String,
+    },
+    Finished(StepReport),
+    /// Every step was run; nothing more follows.
+    Done,
+}
+
+/// The metalk8s binary as shipped to nodes.
+#[derive(Clone)]
+pub struct AgentBinary {
+    bytes: Arc<Vec<u8>>,
+    sha256: String,
+}
+
+impl AgentBinary {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        AgentBinary {
+            bytes: Arc::new(bytes),
+            sha256,
+        }
+    }
+
+    /// The running executable.
+    pub fn current() -> std::io::Result<Self> {
+        Ok(AgentBinary::from_bytes(std::fs::read(
+            std::env::current_exe()?,
+        )?))
+    }
+
+    /// Path on a node; named by content so that a node never runs a stale agent.
+    pub fn remote_path(&self) -> String {
+        format!("{NODE_STATE_DIR}/agent/metalk8s-{}", &self.sha256[..16])
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("the metalk8s agent cannot run on {host}: {detail}")]
+    CannotRun { host: String, detail: String },
+    #[error(
+        "the metalk8s agent on {host} stopped before finishing (exit status {status}): {stderr}"
+    )]
+    Stopped {
+        host: String,
+        status: i32,
+        stderr: String,
+    },
+}
+
+/// Copies the agent to the host unless the same binary is already there, then checks that
+/// it runs (a node with an older C library cannot run a binary built on a newer one).
+pub async fn install(host: &dyn Host, binary: &AgentBinary) -> Result<String, AgentError> {
+    let path = binary.remote_path();
+    let check = Command::new(format!("test -x {path} && {path} --version")).as_root();
+    if host.run(&check).await?.success() {
+        return Ok(path);
+    }
+    let directory = Command::new(format!("mkdir -p -m 0700 {NODE_STATE_DIR}/agent")).as_root();
+    host.run(&directory).await?;
+    host.upload(&path, &binary.bytes, 0o755, true).await?;
+    let output = host.run(&check).await?;
+    if !output.success() {
+        return Err(AgentError::CannotRun {
+            host: host.name().to_owned(),
+            detail: output.stderr_text().trim().to_owned(),
+        });
+    }
+    Ok(path)
+}
+
+/// Runs the agent on `host` and hands each event to `on_event` as it arrives.
+pub async fn run(
+    host: &dyn Host,
+    agent_path: &str,
+    request: &AgentRequest,
+    on_event: &(dyn Fn(AgentEvent) + Send + Sync),
+) -> Result<Vec<StepReport>, AgentError> {
+    let input = serde_json::to_vec(request).expect("agent requests serialize");
+    let reports: Mutex<Vec<StepReport>> = Mutex::default();
+    let done = Mutex::new(false);
+    let on_line = |line: &str| {
+        // Anything else on stdout is not ours (a library printing); it is not an event.
+        let Ok(event) = serde_json::from_str::<AgentEvent>(line) else {
+            return;
+        };
+        match &event {
+            AgentEvent::Finished(report) => reports.lock().unwrap().push(report.clone()),
+            AgentEvent::Done => *done.lock().unwrap() = true,
+            AgentEvent::Started { .. } => {}
+        }
+        on_event(event);
+    };
+    let command = Command::new(format!("{agent_path} agent apply"))
+        .as_root()
+        .stdin(input)
+        .timeout(Duration::from_secs(3600));
+    let output = host.run_streaming(&command, &on_line).await?;
+    if !*done.lock().unwrap() {
+        return Err(AgentError::Stopped {
+            host: host.name().to_owned(),
+            status: output.status,
+            stderr: output.stderr_text().trim().to_owned(),
+        });
+    }
+    Ok(reports.into_inner().unwrap())
+}
+
+/// The node side: runs the request's steps on `host` (the local machine), writing events
+/// to `out` and, unless it is a dry run, its journal and owed reactions under `state_dir`.
+pub async fn serve(
+    request: &AgentRequest,
+    host: &dyn Host,
+    state_dir: &Path,
+    out: &mut (dyn Write + Send),
+) -> std::io::Result<()> {
+    let pending_path = state_dir.join(format!("pending-{}.json", request.phase));
+    let mut pending: Pending = std::fs::read(&pending_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    // Held until this function returns: the lock is released when the file closes.
+    let _exclusive = if request.dry_run {
+        None
+    } else {
+        std::fs::create_dir_all(state_dir)?;
+        Some(wait_for_other_agents(state_dir, out).await?)
+    };
+    let mut observer = NodeObserver {
+        out,
+        request,
+        pending_path,
+        journal_path: state_dir.join("journal.jsonl"),
+        error: None,
+    };
+    let options = RunOptions {
+        dry_run: request.dry_run,
+    };
+    run_steps(host, &request.steps, &mut pending, &options, &mut observer).await;
+    if let Some(error) = observer.error.take() {
+        return Err(error);
+    }
+    emit(observer.out, &AgentEvent::Done)
+}
+
+/// How long an agent waits for an earlier one to finish on the same node.
+const OTHER_AGENT_PATIENCE: Duration = Duration::from_secs(900);
+
+/// One agent changes a node at a time. The agent of a run killed on the controller side
+/// goes on until it has finished its steps (its SSH channel outlives the controller), so
+/// the next run's agent waits for it rather than racing it (for apt's lock, say).
+async fn wait_for_other_agents(
+    state_dir: &Path,
+    out: &mut (dyn Write + Send),
+) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{FlockOperation, flock};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("agent.lock"))?;
+    let started = std::time::Instant::now();
+    let mut told = false;
+    while flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        if started.elapsed() > OTHER_AGENT_PATIENCE {
+            return Err(std::io::Error::other(format!(
+                "another metalk8s agent has been changing this node for {}s; see `ps -ef | grep 'metalk8s.* agent'`",
+                OTHER_AGENT_PATIENCE.as_secs()
+            )));
+        }
+        if !told {
+            eprintln!("waiting for the agent of an earlier run to finish on this node");
+            told = true;
+        }
+        out.flush()?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(file)
+}
+
+fn emit(out: &mut (dyn Write + Send), event: &AgentEvent) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(event).expect("agent events serialize");
+    line.push(b'\n');
+    out.write_all(&line)?;
+    out.flush()
+}
+
+struct NodeObserver<'a> {
+    out: &'a mut (dyn Write + Send),
+    request: &'a AgentRequest,
+    pending_path: PathBuf,
+    journal_path: PathBuf,
+    /// The first I/O error; the run goes on (the steps are what matter) but ends failed.
+    error: Option<std::io::Error>,
+}
+
+impl NodeObserver<'_> {
+    fn keep(&mut self, result: std::io::Result<()>) {
+        if let Err(error) = result {
+            self.error.get_or_insert(error);
+        }
+    }
+
+    fn journal(&self, report: &StepReport) -> std::io::Result<()> {
+        let entry = serde_json::json!({
+            "time": SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            "run": self.request.run,
+            "phase": self.request.phase,
+            "step": report.step,
+            "outcome": report.outcome,
+        });
+        append_synced(&self.journal_path, &entry)
+    }
+}
+
+impl Observer for NodeObserver<'_> {
+    fn started(&mut self, step: &str) {
+        let result = emit(
+            self.out,
+            &AgentEvent::Started {
+                step: step.to_owned(),
+            },
+        );
+        self.keep(result);
+    }
+
+    fn finished(&mut self, report: &StepReport) {
+        if !self.request.dry_run {
+            let result = self.journal(report);
+            self.keep(result);
+        }
+        let result = emit(self.out, &AgentEvent::Finished(report.clone()));
+        self.keep(result);
+    }
+
+    fn pending_changed(&mut self, pending: &Pending) {
+        let result = write_synced(
+            &self.pending_path,
+            &serde_json::to_vec(pending).expect("pending reactions serialize"),
+        );
+        self.keep(result);
+    }
+}
+
+/// Appends one JSON line and makes it durable before returning: a journal entry that a
+/// crash could lose would make the next run trust a step it never saw finish.
+pub fn append_synced(path: &Path, entry: &serde_json::Value) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(entry).expect("journal entries serialize");
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(&line)?;
+    file.sync_data()
+}
+
+/// Replaces a small file atomically and durably.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
+impl AgentRequest {
+    pub fn new(run: &str, phase: &str, node: &str, dry_run: bool, steps: Vec<Step>) -> Self {
+        AgentRequest {
+            api_version: API_VERSION.to_owned(),
+            run: run.to_owned(),
+            phase: phase.to_owned(),
+            node: node.to_owned(),
+            dry_run,
+            steps,
+        }
+    }
+}
