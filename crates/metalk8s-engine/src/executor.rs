@@ -190,3 +190,177 @@ impl Executor<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    use metalk8s_model::plan::{CommandResource, Resource, Step};
+    use metalk8s_model::report::StepOutcome;
+    use metalk8s_transport::Output;
+    use metalk8s_transport::fake::RecordingHost;
+
+    /// Stands in for the agent on the node: answers `agent apply` with the event lines a
+    /// real agent prints (the agent itself is exercised end to end on lab nodes).
+    fn node(name: &str, outcome: StepOutcome) -> Arc<dyn Host> {
+        let finished = AgentEvent::Finished(StepReport {
+            step: "work".to_owned(),
+            outcome,
+            duration_ms: 1,
+            resumed: false,
+        });
+        let events = format!(
+            "{}\n{}\n{}\n",
+            serde_json::to_string(&AgentEvent::Started {
+                step: "work".to_owned()
+            })
+            .unwrap(),
+            serde_json::to_string(&finished).unwrap(),
+            serde_json::to_string(&AgentEvent::Done).unwrap()
+        );
+        Arc::new(
+            RecordingHost::new(name)
+                .on("agent apply", Output::ok(events))
+                .otherwise(Output::ok("metalk8s 0.1.0\n")),
+        )
+    }
+
+    fn host_plan(node: &str) -> HostPlan {
+        HostPlan {
+            node: node.to_owned(),
+            steps: vec![Step {
+                id: "work".to_owned(),
+                resource: Resource::Command(CommandResource {
+                    command: "true".to_owned(),
+                    creates: None,
+                    unless: None,
+                    only_on_watch: false,
+                }),
+                after: Vec::new(),
+                watch: Vec::new(),
+            }],
+        }
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        phases: Mutex<Vec<String>>,
+        hosts: Mutex<Vec<String>>,
+    }
+
+    impl Progress for Seen {
+        fn phase_started(&self, phase: &Phase) {
+            self.phases.lock().unwrap().push(phase.name.clone());
+        }
+        fn step_started(&self, _: &str, _: &str) {}
+        fn step_finished(&self, _: &str, _: &StepReport) {}
+        fn host_finished(&self, report: &HostReport) {
+            self.hosts.lock().unwrap().push(report.node.clone());
+        }
+    }
+
+    fn plan(rollout: Rollout, nodes: &[&str]) -> Plan {
+        let phase = |name: &str| Phase {
+            name: name.to_owned(),
+            rollout,
+            hosts: nodes.iter().map(|n| host_plan(n)).collect(),
+        };
+        Plan {
+            api_version: API_VERSION.to_owned(),
+            kind: "Plan".to_owned(),
+            cluster: "test".to_owned(),
+            phases: vec![phase("first"), phase("second")],
+        }
+    }
+
+    async fn execute(
+        hosts: BTreeMap<String, Arc<dyn Host>>,
+        plan: &Plan,
+        seen: &Seen,
+    ) -> DeployReport {
+        let binary = AgentBinary::from_bytes(b"agent".to_vec());
+        let executor = Executor {
+            hosts: &hosts,
+            binary: &binary,
+            parallelism: 4,
+            dry_run: false,
+            run: "r1".to_owned(),
+            journal: None,
+            interrupted: None,
+            progress: seen,
+        };
+        executor.execute(plan).await
+    }
+
+    #[tokio::test]
+    async fn a_failed_host_ends_its_batch_and_no_later_phase_starts() {
+        let failed = StepOutcome::Failed {
+            error: "boom".to_owned(),
+        };
+        let hosts: BTreeMap<String, Arc<dyn Host>> = [
+            ("n1".to_owned(), node("n1", StepOutcome::Unchanged)),
+            ("n2".to_owned(), node("n2", failed)),
+            ("n3".to_owned(), node("n3", StepOutcome::Unchanged)),
+        ]
+        .into();
+        let seen = Seen::default();
+        let report = execute(
+            hosts,
+            &plan(Rollout::Batches { size: 2 }, &["n1", "n2", "n3"]),
+            &seen,
+        )
+        .await;
+        assert!(!report.succeeded);
+        assert!(!report.phases[0].completed && !report.phases[1].completed);
+        // n3's batch never started, nor did the second phase.
+        let nodes: Vec<&str> = report.phases[0]
+            .hosts
+            .iter()
+            .map(|h| h.node.as_str())
+            .collect();
+        assert_eq!(nodes, ["n1", "n2"]);
+        assert!(report.phases[1].hosts.is_empty());
+        assert_eq!(*seen.phases.lock().unwrap(), ["first"]);
+        assert!(report.phases[0].hosts[1].failed());
+    }
+
+    #[tokio::test]
+    async fn healthy_hosts_go_through_every_phase_and_are_reported_in_plan_order() {
+        let hosts: BTreeMap<String, Arc<dyn Host>> = ["n3", "n1", "n2"]
+            .iter()
+            .map(|n| ((*n).to_owned(), node(n, StepOutcome::Unchanged)))
+            .collect();
+        let seen = Seen::default();
+        let report = execute(hosts, &plan(Rollout::Parallel, &["n3", "n1", "n2"]), &seen).await;
+        assert!(report.succeeded, "{report:?}");
+        for phase in &report.phases {
+            let nodes: Vec<&str> = phase.hosts.iter().map(|h| h.node.as_str()).collect();
+            assert_eq!(nodes, ["n3", "n1", "n2"]);
+            assert!(
+                phase
+                    .hosts
+                    .iter()
+                    .all(|h| h.steps.len() == 1 && h.error.is_none())
+            );
+        }
+        assert_eq!(seen.hosts.lock().unwrap().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_stops_without_done_fails_its_host() {
+        let silent: Arc<dyn Host> = Arc::new(
+            RecordingHost::new("n1")
+                .on("agent apply", Output::failed(137, "Killed"))
+                .otherwise(Output::ok("metalk8s 0.1.0\n")),
+        );
+        let hosts: BTreeMap<String, Arc<dyn Host>> = [("n1".to_owned(), silent)].into();
+        let report = execute(hosts, &plan(Rollout::Parallel, &["n1"]), &Seen::default()).await;
+        let error = report.phases[0].hosts[0].error.as_deref().unwrap();
+        assert!(
+            error.contains("stopped before finishing") && error.contains("Killed"),
+            "{error}"
+        );
+        assert!(!report.succeeded);
+    }
+}

@@ -203,6 +203,23 @@ fn os_phase_dry_run_kill_resume_noop_repair_and_lock() {
         "1"
     );
 
+    // --limit runs on the named nodes only; an unknown name is invalid input.
+    let (output, report) = lab.deploy(&inventory, &["--limit", "node3"]);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    let limited: std::collections::BTreeSet<String> = steps(&report)
+        .into_iter()
+        .map(|(node, _, _)| node)
+        .collect();
+    assert_eq!(limited, ["node3".to_owned()].into());
+    let output = lab
+        .metalk8s()
+        .args(["deploy", "--phase", "os", "--limit", "node9", "-i"])
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--limit node9"));
+
     // A deploy from another machine holds the lock: refused, naming the holder.
     lab.ssh(
         "node1",
