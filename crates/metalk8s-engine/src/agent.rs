@@ -252,7 +252,7 @@ impl NodeObserver<'_> {
             "step": report.step,
             "outcome": report.outcome,
         });
-        append_synced(&self.journal_path, &entry)
+        append_line(&self.journal_path, &entry, false)
     }
 }
 
@@ -285,9 +285,13 @@ impl Observer for NodeObserver<'_> {
     }
 }
 
-/// Appends one JSON line and makes it durable before returning: a journal entry that a
-/// crash could lose would make the next run trust a step it never saw finish.
-pub fn append_synced(path: &Path, entry: &serde_json::Value) -> std::io::Result<()> {
+/// Appends one JSON line; with `durable`, also waits until it is on disk.
+///
+/// A line written by a process that is then killed survives in the page cache, so step
+/// lines need no flush of their own; only a machine crash can lose the last few, and then
+/// those steps are simply verified again by the next run, as all steps are. Run start and
+/// end lines are made durable.
+pub fn append_line(path: &Path, entry: &serde_json::Value, durable: bool) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(entry).expect("journal entries serialize");
     line.push(b'\n');
     let mut file = std::fs::OpenOptions::new()
@@ -295,7 +299,10 @@ pub fn append_synced(path: &Path, entry: &serde_json::Value) -> std::io::Result<
         .append(true)
         .open(path)?;
     file.write_all(&line)?;
-    file.sync_data()
+    if durable {
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 /// Replaces a small file atomically and durably.

@@ -1,6 +1,5 @@
-//! The controller's journal: every run and every step result, one JSON line each, made
-//! durable as it is written. A run without its `runFinished` line was interrupted; the
-//! next run resumes it: completed steps are verified (observed again, cheap) rather than
+//! The controller's journal: every run and every step result, one JSON line each. A run
+//! without its `runFinished` line was interrupted; the next run resumes it: completed steps are verified (observed again, cheap) rather than
 //! trusted or redone, and the report says which ones were resumed.
 
 use std::collections::BTreeSet;
@@ -13,7 +12,7 @@ use metalk8s_model::report::StepOutcome;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::agent::append_synced;
+use crate::agent::append_line;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
@@ -131,7 +130,8 @@ impl Journal {
 
     pub fn record(&self, entry: &Entry) -> Result<(), JournalError> {
         let value = serde_json::to_value(entry).expect("journal entries serialize");
-        append_synced(&self.path, &value).map_err(|source| JournalError {
+        let durable = !matches!(entry, Entry::Step { .. });
+        append_line(&self.path, &value, durable).map_err(|source| JournalError {
             path: self.path.clone(),
             source,
         })
