@@ -310,13 +310,16 @@ impl Decoder {
         Some(Json::Array(values))
     }
 
-    fn labels(&mut self, node: &Node, path: &str, example: &str) -> Option<Json> {
-        let Value::Map(entries) = &node.value else {
-            self.wrong_type(node, &Shape::Labels, path, example);
-            return None;
-        };
-        let mut object = Map::new();
+    /// The entries of a mapping whose keys are readable and not repeated (each repeat is
+    /// reported), with each entry's path, its spans recorded.
+    fn unique_entries<'n>(
+        &mut self,
+        entries: &'n [(Node, Node)],
+        path: &str,
+        child_path: fn(&str, &str) -> String,
+    ) -> Vec<(&'n str, &'n Node, &'n Node, String)> {
         let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut unique = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let Some(name) = self.key(key, path) else {
                 continue;
@@ -325,9 +328,21 @@ impl Decoder {
                 self.duplicate_key(path, name, first, key.span.clone());
                 continue;
             }
-            let child = entry_path(path, name);
+            let child = child_path(path, name);
             self.spans
                 .insert(&child, Some(key.span.clone()), value.span.clone());
+            unique.push((name, key, value, child));
+        }
+        unique
+    }
+
+    fn labels(&mut self, node: &Node, path: &str, example: &str) -> Option<Json> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, &Shape::Labels, path, example);
+            return None;
+        };
+        let mut object = Map::new();
+        for (name, key, value, child) in self.unique_entries(entries, path, entry_path) {
             if let Some(reason) = names::label_key_error(name) {
                 self.report(
                     &child,
@@ -361,18 +376,7 @@ impl Decoder {
             return None;
         };
         let mut object = Map::new();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
-        for (key, value) in entries {
-            let Some(name) = self.key(key, path) else {
-                continue;
-            };
-            if let Some(first) = seen.insert(name, key.span.clone()) {
-                self.duplicate_key(path, name, first, key.span.clone());
-                continue;
-            }
-            let child = entry_path(path, name);
-            self.spans
-                .insert(&child, Some(key.span.clone()), value.span.clone());
+        for (name, key, value, child) in self.unique_entries(entries, path, entry_path) {
             if let Some(reason) = names::sysctl_key_error(name) {
                 self.report(
                     &child,
@@ -435,18 +439,7 @@ impl Decoder {
         };
         let role_shape = Shape::Choice(&crate::shape::ROLE);
         let mut object = Map::new();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
-        for (key, value) in entries {
-            let Some(name) = self.key(key, path) else {
-                continue;
-            };
-            if let Some(first) = seen.insert(name, key.span.clone()) {
-                self.duplicate_key(path, name, first, key.span.clone());
-                continue;
-            }
-            let child = field_path(path, name);
-            self.spans
-                .insert(&child, Some(key.span.clone()), value.span.clone());
+        for (_, key, value, child) in self.unique_entries(entries, path, field_path) {
             let Some(scalar) = key.as_scalar() else {
                 continue;
             };
