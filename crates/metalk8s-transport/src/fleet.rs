@@ -14,6 +14,9 @@ use crate::{Host, HostError};
 pub struct ConnectOptions {
     /// Replaces the inventory's `ssh.acceptNewHostKeys` (`--accept-new-host-keys`).
     pub host_keys: Option<HostKeyPolicy>,
+    /// Keep connections open after this process for later runs to reuse, in this private
+    /// directory (see [`SshHost::connect_reusing`]).
+    pub reuse_connections: Option<std::path::PathBuf>,
 }
 
 /// Connects to every node of `inventory`, at most `ssh.parallelism` at a time, and returns
@@ -31,8 +34,12 @@ pub async fn connect_all(
         target
     });
     let parallelism = usize::try_from(inventory.ssh.parallelism).unwrap_or(usize::MAX);
+    let reuse = options.reuse_connections.as_deref();
     connect_bounded(targets, parallelism, |target| async move {
-        let host = SshHost::connect(target).await?;
+        let host = match reuse {
+            Some(directory) => SshHost::connect_reusing(target, directory).await?,
+            None => SshHost::connect(target).await?,
+        };
         Ok(Arc::new(host) as Arc<dyn Host>)
     })
     .await

@@ -6,7 +6,7 @@
 //! into the [`HostError`] the operator can act on.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use std::{fmt, io};
@@ -14,6 +14,7 @@ use std::{fmt, io};
 use async_trait::async_trait;
 use metalk8s_model::inventory::{Inventory, Node};
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::sync::Mutex;
 
@@ -217,6 +218,8 @@ pub struct SshHost {
     state: Mutex<State>,
     target: SshTarget,
     control_dir: TempDir,
+    /// Where masters that outlive this process are kept, when connections are reused.
+    reuse: Option<PathBuf>,
 }
 
 impl fmt::Debug for SshHost {
@@ -230,6 +233,23 @@ impl fmt::Debug for SshHost {
 impl SshHost {
     /// Opens the connection (with the timeout of the target) and checks the login.
     pub async fn connect(target: SshTarget) -> Result<SshHost, HostError> {
+        SshHost::open(target, None).await
+    }
+
+    /// Like [`SshHost::connect`], but the connection outlives this process (for
+    /// `CONTROL_PERSIST_SECONDS` of idleness) and later runs reuse it from `directory`
+    /// instead of logging in again, as ssh's own ControlPersist does: a no-op run then
+    /// costs no key exchange. `directory` must be private to the user (it is made 0700):
+    /// its sockets run commands on the nodes without authentication.
+    pub async fn connect_reusing(
+        target: SshTarget,
+        directory: &Path,
+    ) -> Result<SshHost, HostError> {
+        create_private_dir(directory).map_err(|error| connection_error(&target, error))?;
+        SshHost::open(target, Some(directory.to_owned())).await
+    }
+
+    async fn open(target: SshTarget, reuse: Option<PathBuf>) -> Result<SshHost, HostError> {
         check_identity_file(&target)?;
         // Private (0700) so that no other local user can reach the control socket, which
         // runs commands on the node without authentication.
@@ -237,11 +257,12 @@ impl SshHost {
             .prefix("metalk8s-ssh-")
             .tempdir()
             .map_err(|error| connection_error(&target, error))?;
-        let session = launch(&target, &control_dir).await?;
+        let session = launch(&target, &control_dir, reuse.as_deref()).await?;
         Ok(SshHost {
             state: Mutex::new(State::Open(Arc::new(session))),
             target,
             control_dir,
+            reuse,
         })
     }
 
@@ -263,7 +284,8 @@ impl SshHost {
             State::Closed => Err(self.closed_error()),
             State::Open(current) if !Arc::ptr_eq(current, lost) => Ok(Arc::clone(current)),
             State::Open(_) => {
-                let session = Arc::new(launch(&self.target, &self.control_dir).await?);
+                let session =
+                    Arc::new(launch(&self.target, &self.control_dir, self.reuse.as_deref()).await?);
                 *state = State::Open(Arc::clone(&session));
                 Ok(session)
             }
@@ -354,6 +376,10 @@ impl Host for SshHost {
         let Ok(session) = Arc::try_unwrap(session) else {
             return Ok(());
         };
+        if self.reuse.is_some() {
+            // A reused master is left to expire on its own: the next run picks it up.
+            return Ok(());
+        }
         match session.close().await {
             // Already gone (the node rebooted, or the master expired): nothing to close.
             Ok(()) | Err(openssh::Error::Disconnected) => Ok(()),
@@ -374,7 +400,14 @@ fn check_identity_file(target: &SshTarget) -> Result<(), HostError> {
     })
 }
 
-async fn launch(target: &SshTarget, control_dir: &TempDir) -> Result<Session, HostError> {
+async fn launch(
+    target: &SshTarget,
+    control_dir: &TempDir,
+    reuse: Option<&Path>,
+) -> Result<Session, HostError> {
+    if let Some(directory) = reuse {
+        return launch_reusable(target, directory).await;
+    }
     let builder = target.session_builder(control_dir.path());
     match builder.connect_mux(&target.address).await {
         Ok(session) => Ok(session),
@@ -449,6 +482,73 @@ async fn collect(
         stdout,
         stderr,
     })
+}
+
+/// The file naming the control socket of a reusable master for `target`: everything that
+/// decides how the login is made is part of its name, so a changed key, user or host-key
+/// policy never reuses a master opened differently. So is the known_hosts content: a
+/// reinstalled server (or a re-created lab node at the same address) has a new host key,
+/// and must never be reached through a master of its predecessor.
+fn reuse_record(target: &SshTarget, directory: &Path) -> PathBuf {
+    let known_hosts = target
+        .known_hosts_file
+        .as_deref()
+        .and_then(|path| std::fs::read(path).ok())
+        .unwrap_or_default();
+    let identity = format!(
+        "{}@{}:{}|{:?}|{:?}|{:?}|{}",
+        target.user,
+        target.address,
+        target.port,
+        target.identity_file,
+        target.known_hosts_file,
+        target.host_keys,
+        hex::encode(Sha256::digest(&known_hosts))
+    );
+    let digest = Sha256::digest(identity.as_bytes());
+    directory.join(format!("{}.master", hex::encode(&digest[..12])))
+}
+
+/// Resumes the recorded master when it still answers; otherwise starts one that outlives
+/// this process and records it.
+async fn launch_reusable(target: &SshTarget, directory: &Path) -> Result<Session, HostError> {
+    let record = reuse_record(target, directory);
+    if let Ok(socket) = std::fs::read_to_string(&record) {
+        let session = Session::resume_mux(PathBuf::from(socket.trim()).into_boxed_path(), None);
+        if session.check().await.is_ok() {
+            return Ok(session);
+        }
+        // Expired or killed: its directory is left over from an earlier run.
+        if let Some(parent) = Path::new(socket.trim()).parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+    let builder = target.session_builder(directory);
+    let master_dir = match builder.launch_master(&target.address).await {
+        Ok(master_dir) => master_dir.keep(),
+        Err(openssh::Error::Connect(error)) => {
+            return Err(classify_connect_failure(target, &error.to_string()));
+        }
+        Err(error) => return Err(connection_error(target, error)),
+    };
+    let socket = master_dir.join("master");
+    let temporary = record.with_extension("tmp");
+    std::fs::write(&temporary, socket.display().to_string())
+        .and_then(|()| std::fs::rename(&temporary, &record))
+        .map_err(|error| connection_error(target, error))?;
+    Ok(Session::resume_mux(
+        socket.into_boxed_path(),
+        Some(master_dir.join("log").into_boxed_path()),
+    ))
+}
+
+fn create_private_dir(directory: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(directory)?;
+    std::fs::set_permissions(directory, std::fs::Permissions::from_mode(0o700))
 }
 
 #[cfg(test)]

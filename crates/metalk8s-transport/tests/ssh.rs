@@ -374,6 +374,7 @@ async fn connect_all_host_key_option_overrides_the_inventory() {
 
     let accept_new = ConnectOptions {
         host_keys: Some(HostKeyPolicy::AcceptNew),
+        ..ConnectOptions::default()
     };
     let accepted = connect_all(&inventory, &accept_new).await;
     assert!(accepted[0].1.is_ok(), "{:?}", accepted[0].1.as_ref().err());
@@ -449,4 +450,51 @@ async fn run_streaming_hands_over_each_line_before_the_command_ends() {
         seen[0].1 + Duration::from_millis(500) < seen[1].1,
         "{seen:?}"
     );
+}
+
+#[tokio::test]
+async fn reused_connections_outlive_the_host_and_log_in_once() {
+    let sshd = Sshd::start();
+    let directory = tempfile::tempdir().unwrap();
+    let reuse = directory.path().join("ssh");
+    for run in 0..3 {
+        let host = SshHost::connect_reusing(sshd.target("node1"), &reuse)
+            .await
+            .expect("connects");
+        let output = host
+            .run(&Command::new(format!("echo {run}")))
+            .await
+            .unwrap();
+        assert_eq!(output.stdout_text(), format!("{run}\n"));
+        host.close().await.unwrap();
+    }
+    assert_eq!(
+        sshd.accepted_logins(),
+        1,
+        "later runs reuse the first login"
+    );
+    let mode = std::fs::metadata(&reuse).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+
+    // A master that went away (expired, killed) is replaced by a new login.
+    sshd.drop_connections();
+    let host = SshHost::connect_reusing(sshd.target("node1"), &reuse)
+        .await
+        .expect("reconnects");
+    assert_eq!(
+        host.run(&Command::new("echo again"))
+            .await
+            .unwrap()
+            .stdout_text(),
+        "again\n"
+    );
+    assert_eq!(sshd.accepted_logins(), 2);
+
+    // Another user or key is another master, never the one above.
+    let mut other = sshd.target("node1");
+    other.identity_file = Some(sshd.other_key());
+    assert!(matches!(
+        SshHost::connect_reusing(other, &reuse).await,
+        Err(HostError::AuthRefused { .. })
+    ));
 }

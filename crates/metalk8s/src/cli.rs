@@ -87,6 +87,10 @@ pub struct ConnectArgs {
     /// changed are still refused).
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// Log in to every node again instead of reusing the SSH connections that earlier runs
+    /// keep open for 10 idle minutes.
+    #[arg(long)]
+    pub fresh_connections: bool,
 }
 
 #[derive(Debug, Args)]

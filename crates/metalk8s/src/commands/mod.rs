@@ -36,5 +36,19 @@ fn connect_options(args: &crate::cli::ConnectArgs) -> metalk8s_transport::Connec
         host_keys: args
             .accept_new_host_keys
             .then_some(metalk8s_transport::HostKeyPolicy::AcceptNew),
+        reuse_connections: (!args.fresh_connections).then(ssh_connections_dir),
+    }
+}
+
+/// Where SSH connections kept for later runs live: the user's runtime directory when there
+/// is one (private, emptied at logout), else their cache.
+fn ssh_connections_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return PathBuf::from(runtime).join("metalk8s/ssh");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".cache/metalk8s/ssh"),
+        None => std::env::temp_dir().join("metalk8s-ssh"),
     }
 }
