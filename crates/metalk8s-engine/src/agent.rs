@@ -1,9 +1,10 @@
 //! The agent: the metalk8s binary itself, copied once to each node, applying its host plan
 //! locally and streaming events back as JSON lines.
 //!
-//! The controller side installs the binary (cached under /var/lib/metalk8s/agent by its
-//! sha256, so it is copied only when it changed) and runs `metalk8s agent apply` over one
-//! SSH session with the request on standard input. The node side ([`serve`]) runs the
+//! The controller side runs `metalk8s agent apply` over one SSH session with the request on
+//! standard input, copying the binary first when that version is not on the node yet
+//! (cached under /var/lib/metalk8s/agent by its sha256, so it is copied only when it
+//! changed). The node side ([`serve`]) runs the
 //! steps with a local host and keeps its own journal and the reactions it still owes.
 
 use std::io::Write;
@@ -91,34 +92,56 @@ pub enum AgentError {
     },
 }
 
-/// Copies the agent to the host unless the same binary is already there, then checks that
-/// it runs (a node with an older C library cannot run a binary built on a newer one).
-pub async fn install(host: &dyn Host, binary: &AgentBinary) -> Result<String, AgentError> {
-    let path = binary.remote_path();
-    let check = Command::new(format!("test -x {path} && {path} --version")).as_root();
-    if host.run(&check).await?.success() {
-        return Ok(path);
+/// Exit status of the launcher when this version of the agent is not on the node yet.
+const AGENT_MISSING: i32 = 86;
+
+/// Runs the agent on `host`, copying it there first if this version is missing, and hands
+/// each event to `on_event` as it arrives. The common case (the agent is there) is one
+/// command: checking for the binary and running it are the same round trip.
+pub async fn run(
+    host: &dyn Host,
+    binary: &AgentBinary,
+    request: &AgentRequest,
+    on_event: &(dyn Fn(AgentEvent) + Send + Sync),
+) -> Result<Vec<StepReport>, AgentError> {
+    if let Some(reports) = launch(host, binary, request, on_event).await? {
+        return Ok(reports);
     }
+    install(host, binary).await?;
+    launch(host, binary, request, on_event)
+        .await?
+        .ok_or_else(|| AgentError::CannotRun {
+            host: host.name().to_owned(),
+            detail: format!("{} is missing right after its upload", binary.remote_path()),
+        })
+}
+
+/// Copies the agent to the host, then checks that it runs there (a node with an older C
+/// library cannot run a binary built against a newer one).
+async fn install(host: &dyn Host, binary: &AgentBinary) -> Result<(), AgentError> {
+    let path = binary.remote_path();
     let directory = Command::new(format!("mkdir -p -m 0700 {NODE_STATE_DIR}/agent")).as_root();
     host.run(&directory).await?;
     host.upload(&path, &binary.bytes, 0o755, true).await?;
-    let output = host.run(&check).await?;
+    let output = host
+        .run(&Command::new(format!("{path} --version")).as_root())
+        .await?;
     if !output.success() {
         return Err(AgentError::CannotRun {
             host: host.name().to_owned(),
             detail: output.stderr_text().trim().to_owned(),
         });
     }
-    Ok(path)
+    Ok(())
 }
 
-/// Runs the agent on `host` and hands each event to `on_event` as it arrives.
-pub async fn run(
+/// Runs the agent if it is on the node; `None` when it is not.
+async fn launch(
     host: &dyn Host,
-    agent_path: &str,
+    binary: &AgentBinary,
     request: &AgentRequest,
     on_event: &(dyn Fn(AgentEvent) + Send + Sync),
-) -> Result<Vec<StepReport>, AgentError> {
+) -> Result<Option<Vec<StepReport>>, AgentError> {
     let input = serde_json::to_vec(request).expect("agent requests serialize");
     let reports: Mutex<Vec<StepReport>> = Mutex::default();
     let done = Mutex::new(false);
@@ -134,11 +157,18 @@ pub async fn run(
         }
         on_event(event);
     };
-    let command = Command::new(format!("{agent_path} agent apply"))
-        .as_root()
-        .stdin(input)
-        .timeout(Duration::from_secs(3600));
+    let path = binary.remote_path();
+    let command = Command::new(format!(
+        "if [ -x {path} ]; then exec {path} agent apply; else exit {AGENT_MISSING}; fi"
+    ))
+    .as_root()
+    .stdin(input)
+    .timeout(Duration::from_secs(3600));
     let output = host.run_streaming(&command, &on_line).await?;
+    let reports = reports.into_inner().unwrap();
+    if output.status == AGENT_MISSING && reports.is_empty() {
+        return Ok(None);
+    }
     if !*done.lock().unwrap() {
         return Err(AgentError::Stopped {
             host: host.name().to_owned(),
@@ -146,7 +176,7 @@ pub async fn run(
             stderr: output.stderr_text().trim().to_owned(),
         });
     }
-    Ok(reports.into_inner().unwrap())
+    Ok(Some(reports))
 }
 
 /// The node side: runs the request's steps on `host` (the local machine), writing events

@@ -127,7 +127,6 @@ impl Executor<'_> {
         phase: &str,
         host_plan: &HostPlan,
     ) -> Result<Vec<StepReport>, agent::AgentError> {
-        let path = agent::install(host, self.binary).await?;
         let request = AgentRequest::new(
             &self.run,
             phase,
@@ -165,7 +164,7 @@ impl Executor<'_> {
             }
             AgentEvent::Done => {}
         };
-        let mut reports = agent::run(host, &path, &request, &on_event).await?;
+        let mut reports = agent::run(host, self.binary, &request, &on_event).await?;
         for report in &mut reports {
             mark(report);
         }
@@ -203,6 +202,20 @@ mod tests {
 
     /// Stands in for the agent on the node: answers `agent apply` with the event lines a
     /// real agent prints (the agent itself is exercised end to end on lab nodes).
+    fn agent_events(outcome: StepOutcome) -> String {
+        let finished = AgentEvent::Finished(StepReport {
+            step: "work".to_owned(),
+            outcome,
+            duration_ms: 1,
+            resumed: false,
+        });
+        format!(
+            "{}\n{}\n",
+            serde_json::to_string(&finished).unwrap(),
+            serde_json::to_string(&AgentEvent::Done).unwrap()
+        )
+    }
+
     fn node(name: &str, outcome: StepOutcome) -> Arc<dyn Host> {
         let finished = AgentEvent::Finished(StepReport {
             step: "work".to_owned(),
@@ -362,5 +375,39 @@ mod tests {
             "{error}"
         );
         assert!(!report.succeeded);
+    }
+
+    #[tokio::test]
+    async fn an_agent_missing_from_a_node_is_copied_there_then_run() {
+        let launches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&launches);
+        let recording = Arc::new(
+            RecordingHost::new("n1")
+                .on_with(move |command| {
+                    command.script.contains("agent apply").then(|| {
+                        let launch = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok(if launch == 0 {
+                            Output::failed(86, "")
+                        } else {
+                            Output::ok(agent_events(StepOutcome::Unchanged))
+                        })
+                    })
+                })
+                .otherwise(Output::ok("metalk8s 0.1.0\n")),
+        );
+        let host: Arc<dyn Host> = recording.clone();
+        let hosts: BTreeMap<String, Arc<dyn Host>> = [("n1".to_owned(), host)].into();
+        let report = execute(hosts, &plan(Rollout::Parallel, &["n1"]), &Seen::default()).await;
+        assert!(report.succeeded, "{report:?}");
+        let uploads = recording.uploads();
+        assert_eq!(uploads.len(), 1, "copied once, in the first phase only");
+        assert!(
+            uploads[0]
+                .path
+                .starts_with("/var/lib/metalk8s/agent/metalk8s-")
+        );
+        assert_eq!(uploads[0].mode, 0o755);
+        // Launched, found missing, launched again; then once for the second phase.
+        assert_eq!(launches.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

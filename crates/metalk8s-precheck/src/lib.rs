@@ -36,6 +36,7 @@ pub fn request_for(inventory: &Inventory, node_name: &str) -> GatherRequest {
     GatherRequest {
         names: inventory.nodes.iter().map(|n| n.name.clone()).collect(),
         devices,
+        planning_only: false,
     }
 }
 

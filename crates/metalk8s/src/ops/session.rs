@@ -64,7 +64,8 @@ pub async fn open(
         .map(|(node, connection)| async move {
             let result = match connection {
                 Ok(host) => {
-                    match metalk8s_precheck::gather(host.as_ref(), &GatherRequest::default()).await
+                    match metalk8s_precheck::gather(host.as_ref(), &GatherRequest::for_planning())
+                        .await
                     {
                         Ok(facts) => Ok((host, facts)),
                         Err(error) => Err(Unusable {
