@@ -1,0 +1,175 @@
+use std::collections::BTreeSet;
+use std::path::{Component as PathComponent, Path};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::BundleError;
+
+/// `apiVersion` of every manifest this crate writes and accepts.
+pub const API_VERSION: &str = "metalk8s.io/v1alpha1";
+/// `kind` of a bundle manifest.
+pub const KIND: &str = "BundleManifest";
+
+/// The bundle's table of contents: what it holds, where it came from, and the size and
+/// sha256 of every file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub api_version: String,
+    pub kind: String,
+    /// Version of the bundle itself (usually the metalk8s release).
+    pub version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    pub components: Vec<Component>,
+    /// Sorted by path.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// An upstream piece of software the bundle carries (Kubernetes, containerd, Calico…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Component {
+    pub name: String,
+    pub version: String,
+    /// Where it was obtained: a URL, an APT repository, a registry reference.
+    pub origin: String,
+}
+
+/// One file of the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// Relative to the bundle root, `/`-separated.
+    pub path: String,
+    pub kind: ArtifactKind,
+    /// Lower-case hex.
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ArtifactKind {
+    Deb,
+    Rpm,
+    Binary,
+    OciLayout,
+    Manifest,
+}
+
+impl ArtifactKind {
+    /// The kind of a file from its top-level directory (see the crate doc).
+    pub fn from_path(path: &str) -> Option<Self> {
+        let top = path.split('/').next()?;
+        match top {
+            "debs" => Some(Self::Deb),
+            "rpms" => Some(Self::Rpm),
+            "bin" => Some(Self::Binary),
+            "images" => Some(Self::OciLayout),
+            "manifests" => Some(Self::Manifest),
+            _ => None,
+        }
+    }
+}
+
+impl Manifest {
+    /// Parses manifest bytes and refuses a wrong header, unsafe paths and duplicates.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, BundleError> {
+        let manifest: Self = serde_json::from_slice(bytes).map_err(BundleError::ManifestJson)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// The exact bytes written to `manifest.json` (and signed).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut bytes =
+            serde_json::to_vec_pretty(self).expect("a manifest always serializes to JSON");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    pub fn validate(&self) -> Result<(), BundleError> {
+        check_header("apiVersion", API_VERSION, &self.api_version)?;
+        check_header("kind", KIND, &self.kind)?;
+        let mut seen = BTreeSet::new();
+        for artifact in &self.artifacts {
+            check_relative(&artifact.path)?;
+            if !seen.insert(artifact.path.as_str()) {
+                return Err(BundleError::DuplicateArtifact {
+                    path: artifact.path.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_header(
+    field: &'static str,
+    expected: &'static str,
+    found: &str,
+) -> Result<(), BundleError> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(BundleError::ManifestHeader {
+        field,
+        expected,
+        found: found.to_owned(),
+    })
+}
+
+/// A path is safe when it is non-empty, relative, `/`-separated and made of plain names
+/// only (no `..`, no `.`, no root, no backslash).
+fn check_relative(path: &str) -> Result<(), BundleError> {
+    let plain = |c: PathComponent<'_>| matches!(c, PathComponent::Normal(_));
+    let safe = !path.is_empty()
+        && !path.contains('\\')
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && Path::new(path).components().all(plain);
+    if safe {
+        Ok(())
+    } else {
+        Err(BundleError::UnsafePath {
+            path: path.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "debs/../../x",
+            "debs//x",
+            "./x",
+            "a\\b",
+        ] {
+            assert!(check_relative(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_relative("images/pause/blobs/sha256/ab").is_ok());
+    }
+
+    #[test]
+    fn kinds_follow_the_top_directory() {
+        assert_eq!(
+            ArtifactKind::from_path("debs/a.deb"),
+            Some(ArtifactKind::Deb)
+        );
+        assert_eq!(
+            ArtifactKind::from_path("images/pause/index.json"),
+            Some(ArtifactKind::OciLayout)
+        );
+        assert_eq!(ArtifactKind::from_path("notes.txt"), None);
+    }
+}
