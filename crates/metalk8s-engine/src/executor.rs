@@ -14,7 +14,8 @@ use metalk8s_transport::Host;
 use crate::agent::{self, AgentBinary, AgentEvent, AgentRequest};
 use crate::journal::{Entry, Interrupted, Journal, StepKey, fingerprint};
 use crate::report::{DeployReport, HostReport, PhaseReport};
-use crate::runner::{StepReport, error_chain};
+use crate::runner::StepReport;
+use metalk8s_model::report::error_chain;
 
 /// Told what happens, for progress bars or plain lines.
 pub trait Progress: Send + Sync {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use metalk8s_model::plan::Step;
-use metalk8s_model::report::StepOutcome;
+use metalk8s_model::report::{StepOutcome, error_chain};
 use metalk8s_transport::Host;
 use serde::{Deserialize, Serialize};
 
@@ -196,17 +196,6 @@ fn failure(error: ResourceError) -> StepOutcome {
             error: error_chain(&error),
         },
     }
-}
-
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

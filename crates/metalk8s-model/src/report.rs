@@ -139,3 +139,15 @@ impl StepOutcome {
         }
     }
 }
+
+/// An error and its causes on one line (`a: b: c`), for a table cell or a JSON field.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use metalk8s_model::inventory::Inventory;
-use metalk8s_model::report::PrecheckReport;
+use metalk8s_model::report::{PrecheckReport, error_chain};
 use metalk8s_transport::{Host, HostError};
 
 pub use checks::{Gathered, NotGathered};
@@ -77,16 +77,4 @@ fn describe_gather_error(error: gather::GatherError) -> NotGathered {
             hint: None,
         },
     }
-}
-
-/// The error and its causes on one line, for a table cell or a JSON field.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

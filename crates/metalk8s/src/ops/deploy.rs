@@ -111,7 +111,9 @@ pub async fn deploy(
     let journal =
         Journal::open(&state_dir(&inventory.name).join("journal.jsonl")).map_err(Failure::error)?;
     let bootstrap = bootstrap_host(inventory, &session.hosts)?;
-    let lock = lock::acquire(bootstrap.as_ref(), holder(&run), &lock::process_alive)
+    let me = holder(&run);
+    let holder_description = me.describe();
+    let lock = lock::acquire(bootstrap.as_ref(), me, &lock::process_alive)
         .await
         .map_err(|error| {
             Failure::problem(match error.hint() {
@@ -138,7 +140,7 @@ pub async fn deploy(
             run: run.clone(),
             time: now(),
             phases: plan.phases.iter().map(|p| p.name.clone()).collect(),
-            holder: holder(&run).describe(),
+            holder: holder_description,
         })
         .map_err(Failure::error)?;
     let executor = executor(

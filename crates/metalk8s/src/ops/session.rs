@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use metalk8s_model::Facts;
 use metalk8s_model::inventory::Inventory;
+use metalk8s_model::report::error_chain;
 use metalk8s_precheck::GatherRequest;
 use metalk8s_transport::{ConnectOptions, Host};
 
@@ -43,17 +44,6 @@ fn describe(unusable: &[Unusable]) -> String {
         .join("\n")
 }
 
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 pub async fn open(
     inventory: &Inventory,
     options: &ConnectOptions,
@@ -70,14 +60,14 @@ pub async fn open(
                         Ok(facts) => Ok((host, facts)),
                         Err(error) => Err(Unusable {
                             node: node.clone(),
-                            reason: chain(&error),
+                            reason: error_chain(&error),
                             hint: None,
                         }),
                     }
                 }
                 Err(error) => Err(Unusable {
                     node: node.clone(),
-                    reason: chain(&error),
+                    reason: error_chain(&error),
                     hint: error.hint().map(str::to_owned),
                 }),
             };
