@@ -54,6 +54,25 @@ pub enum BundleError {
     NonUtf8Path { path: PathBuf },
     #[error("file {path}: outside the known locations (debs/, rpms/, bin/, images/, manifests/)")]
     UnknownLocation { path: String },
+    #[error("{}: cannot read the bundle archive", path.display())]
+    ArchiveRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: no {name} in the bundle archive", archive.display())]
+    MissingFromArchive {
+        archive: PathBuf,
+        name: &'static str,
+    },
+    #[error("archive entry {path:?}: refused ({reason})")]
+    UnsafeEntry { path: String, reason: &'static str },
+    #[error("file {path}: appears twice in the bundle archive")]
+    DuplicateEntry { path: String },
+    #[error("{}: malformed signing key ({reason})", path.display())]
+    MalformedSigningKey { path: PathBuf, reason: String },
+    #[error("{}: already exists; a signing key is never overwritten", path.display())]
+    KeyExists { path: PathBuf },
 }
 
 impl BundleError {

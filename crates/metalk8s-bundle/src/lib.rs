@@ -1,9 +1,15 @@
-//! The offline bundle's library core (DESIGN.md, "Offline bundle"; crate table row
-//! `metalk8s-bundle`): the versioned [`Manifest`], [`build_manifest`] which walks a bundle
-//! directory and hashes every file, ed25519 signing ([`sign`], [`write_signed`]) and
-//! [`verify`], which checks the signature, then every artifact, then that no file is
-//! unlisted. Downloading (`bundle build`) and serving (repository, registry) come later
-//! and build on this.
+//! The offline bundle (DESIGN.md, "Offline bundle"; crate table row `metalk8s-bundle`):
+//! what `metalk8s bundle build | verify | inspect` do, and what the repository and
+//! registry served from the bootstrap node read.
+//!
+//! - [`load_spec`] reads the bundle spec (YAML) that lists OS packages, binaries, images
+//!   and rendered manifests; [`build_bundle`] gathers them (APT for packages and their
+//!   dependencies, resumable pinned downloads, OCI layouts and `docker save` archives
+//!   converted to OCI), then writes a signed directory or `.tar.zst`.
+//! - [`Manifest`] is the versioned table of contents; [`build_manifest`] walks a bundle
+//!   directory and hashes every file; [`write_signed`] signs it with ed25519.
+//! - [`verify_bundle`] checks the signature, then every artifact, then that no file is
+//!   unlisted, for a directory or (streaming, nothing extracted) an archive.
 //!
 //! # Bundle layout
 //!
@@ -19,21 +25,45 @@
 //! ```
 //!
 //! The top-level directory decides an artifact's kind; a file anywhere else is refused by
-//! [`build_manifest`], so a bundle never carries something nobody classified.
+//! [`build_manifest`], so a bundle never carries something nobody classified. Each
+//! `images/<name>/` holds one image: its `index.json` has a single manifest descriptor
+//! annotated with [`REF_NAME_ANNOTATION`] = the tag.
 
+mod apt;
+mod archive;
 mod build;
+mod builder;
+mod download;
 mod error;
+mod image;
 mod manifest;
+mod progress;
 mod sign;
+mod spec;
+mod unpack;
 mod verify;
 mod walk;
 
+pub use apt::AptError;
+pub use archive::write_archive;
 pub use build::build_manifest;
+pub use builder::{BuildError, BuildOptions, Built, OutputFormat, build_bundle};
+pub use download::{DownloadError, Downloader};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::BundleError;
+pub use image::{ImageError, REF_NAME_ANNOTATION};
 pub use manifest::{API_VERSION, Artifact, ArtifactKind, Component, KIND, Manifest};
-pub use sign::{generate_signing_key, public_key_from_hex, public_key_to_hex, sign, write_signed};
-pub use verify::{VerifiedBundle, verify};
+pub use progress::{Progress, Silent, Transfer};
+pub use sign::{
+    generate_signing_key, public_key_from_hex, public_key_from_hex_or_file, public_key_to_hex,
+    read_signing_key, sign, write_new_signing_key, write_signed,
+};
+pub use spec::{
+    BinarySource, BinarySpec, BundleSpec, ImageSource, ImageSpec, LocalPath, ManifestFileSpec,
+    PackageSource, SPEC_KIND, SpecError, SpecProblem, load_spec, parse_spec,
+};
+pub use unpack::UnpackError;
+pub use verify::{VerifiedBundle, read_manifest, verify, verify_bundle};
 
 /// File name of the manifest at the bundle root.
 pub const MANIFEST_FILE: &str = "manifest.json";

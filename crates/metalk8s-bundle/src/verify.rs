@@ -1,9 +1,10 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::archive::{ArchiveContents, read_archive};
 use crate::sign::signature_from_file_text;
 use crate::walk::{bundle_files, hash_file};
 use crate::{Artifact, BundleError, MANIFEST_FILE, Manifest, SIGNATURE_FILE};
@@ -11,6 +12,7 @@ use crate::{Artifact, BundleError, MANIFEST_FILE, Manifest, SIGNATURE_FILE};
 /// A bundle whose signature, artifacts and file list all checked out.
 #[derive(Debug, Clone)]
 pub struct VerifiedBundle {
+    /// The bundle directory, or the `.tar.zst` archive.
     pub root: PathBuf,
     pub manifest: Manifest,
 }
@@ -21,13 +23,58 @@ pub struct VerifiedBundle {
 pub fn verify(dir: &Path, public_key: &VerifyingKey) -> Result<VerifiedBundle, BundleError> {
     let manifest = read_signed_manifest(dir, public_key)?;
     for artifact in &manifest.artifacts {
-        check_artifact(dir, artifact)?;
+        let path = dir.join(&artifact.path);
+        let is_file = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file());
+        let observed = if is_file {
+            Some(hash_file(&path)?)
+        } else {
+            None
+        };
+        check_artifact(artifact, observed)?;
     }
-    check_no_unlisted(dir, &manifest)?;
+    check_no_unlisted(bundle_files(dir)?, &manifest)?;
     Ok(VerifiedBundle {
         root: dir.to_owned(),
         manifest,
     })
+}
+
+/// [`verify`] for a bundle directory or a `.tar.zst` bundle archive. An archive is read
+/// once, as a stream, and nothing of it is written to disk: every entry is hashed on the
+/// way, then the same checks as for a directory run in the same order.
+pub fn verify_bundle(
+    path: &Path,
+    public_key: &VerifyingKey,
+) -> Result<VerifiedBundle, BundleError> {
+    if path.is_dir() {
+        return verify(path, public_key);
+    }
+    let ArchiveContents {
+        manifest_bytes,
+        signature_text,
+        files,
+    } = read_archive(path, true)?;
+    let manifest = check_signed(&manifest_bytes, &signature_text, public_key)?;
+    for artifact in &manifest.artifacts {
+        check_artifact(artifact, files.get(&artifact.path).cloned())?;
+    }
+    check_no_unlisted(files.into_keys().collect(), &manifest)?;
+    Ok(VerifiedBundle {
+        root: path.to_owned(),
+        manifest,
+    })
+}
+
+/// The manifest of a bundle directory or archive, parsed but NOT verified: for showing
+/// what a bundle claims to hold. Only an archive's manifest is read, not its artifacts.
+pub fn read_manifest(path: &Path) -> Result<Manifest, BundleError> {
+    let bytes = if path.is_dir() {
+        let manifest_path = path.join(MANIFEST_FILE);
+        fs::read(&manifest_path).map_err(BundleError::io(manifest_path))?
+    } else {
+        read_archive(path, false)?.manifest_bytes
+    };
+    Manifest::from_json(&bytes)
 }
 
 fn read_signed_manifest(dir: &Path, public_key: &VerifyingKey) -> Result<Manifest, BundleError> {
@@ -35,22 +82,28 @@ fn read_signed_manifest(dir: &Path, public_key: &VerifyingKey) -> Result<Manifes
     let bytes = fs::read(&manifest_path).map_err(BundleError::io(manifest_path))?;
     let signature_path = dir.join(SIGNATURE_FILE);
     let text = fs::read_to_string(&signature_path).map_err(BundleError::io(signature_path))?;
-    let signature = signature_from_file_text(&text)?;
-    public_key
-        .verify_strict(&bytes, &signature)
-        .map_err(|_| BundleError::BadSignature)?;
-    Manifest::from_json(&bytes)
+    check_signed(&bytes, &text, public_key)
 }
 
-fn check_artifact(dir: &Path, artifact: &Artifact) -> Result<(), BundleError> {
-    let path = dir.join(&artifact.path);
-    let is_file = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_file());
-    if !is_file {
+fn check_signed(
+    bytes: &[u8],
+    signature_text: &str,
+    public_key: &VerifyingKey,
+) -> Result<Manifest, BundleError> {
+    let signature = signature_from_file_text(signature_text)?;
+    public_key
+        .verify_strict(bytes, &signature)
+        .map_err(|_| BundleError::BadSignature)?;
+    Manifest::from_json(bytes)
+}
+
+/// Compares what the manifest says of an artifact with the (size, sha256) found, if any.
+fn check_artifact(artifact: &Artifact, observed: Option<(u64, String)>) -> Result<(), BundleError> {
+    let Some((size, sha256)) = observed else {
         return Err(BundleError::MissingArtifact {
             path: artifact.path.clone(),
         });
-    }
-    let (size, sha256) = hash_file(&path)?;
+    };
     if size != artifact.size {
         return Err(BundleError::SizeMismatch {
             path: artifact.path.clone(),
@@ -68,9 +121,9 @@ fn check_artifact(dir: &Path, artifact: &Artifact) -> Result<(), BundleError> {
     Ok(())
 }
 
-fn check_no_unlisted(dir: &Path, manifest: &Manifest) -> Result<(), BundleError> {
+fn check_no_unlisted(found: Vec<String>, manifest: &Manifest) -> Result<(), BundleError> {
     let listed: BTreeSet<&str> = manifest.artifacts.iter().map(|a| a.path.as_str()).collect();
-    match bundle_files(dir)?
+    match found
         .into_iter()
         .find(|path| !listed.contains(path.as_str()))
     {
@@ -78,3 +131,6 @@ fn check_no_unlisted(dir: &Path, manifest: &Manifest) -> Result<(), BundleError>
         None => Ok(()),
     }
 }
+
+/// Sizes and sha256 of the files of an archive, by path.
+pub(crate) type ObservedFiles = BTreeMap<String, (u64, String)>;

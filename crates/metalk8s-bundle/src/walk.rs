@@ -46,8 +46,17 @@ fn walk_into(root: &Path, prefix: &str, files: &mut Vec<String>) -> Result<(), B
 
 /// Size and lower-case hex sha256 of a file, read in a streaming fashion.
 pub(crate) fn hash_file(path: &Path) -> Result<(u64, String), BundleError> {
-    let mut file = File::open(path).map_err(BundleError::io(path))?;
+    sha256_file(path).map_err(BundleError::io(path))
+}
+
+/// [`hash_file`] with the bare I/O error, for callers with their own error types.
+pub(crate) fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
+    sha256_reader(File::open(path)?)
+}
+
+/// Size and lower-case hex sha256 of everything `reader` yields.
+pub(crate) fn sha256_reader(mut reader: impl io::Read) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
-    let size = io::copy(&mut file, &mut hasher).map_err(BundleError::io(path))?;
+    let size = io::copy(&mut reader, &mut hasher)?;
     Ok((size, hex::encode(hasher.finalize())))
 }

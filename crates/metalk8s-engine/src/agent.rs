@@ -135,6 +135,44 @@ async fn install(host: &dyn Host, binary: &AgentBinary) -> Result<(), AgentError
     Ok(())
 }
 
+/// Runs `metalk8s agent SUBCOMMAND` on `host` with `input` on its standard input, copying
+/// the agent there first if this version is missing, and returns its output when it
+/// succeeded. For the requests that are not a host plan (the PKI store on the bootstrap
+/// node answering the controller).
+pub async fn call(
+    host: &dyn Host,
+    binary: &AgentBinary,
+    subcommand: &str,
+    input: Vec<u8>,
+) -> Result<Vec<u8>, AgentError> {
+    let command = launcher(binary, subcommand, input, Duration::from_secs(600));
+    let mut output = host.run(&command).await?;
+    if output.status == AGENT_MISSING {
+        install(host, binary).await?;
+        output = host.run(&command).await?;
+    }
+    if !output.success() {
+        return Err(AgentError::Stopped {
+            host: host.name().to_owned(),
+            status: output.status,
+            stderr: output.stderr_text().trim().to_owned(),
+        });
+    }
+    Ok(output.stdout)
+}
+
+/// `metalk8s agent SUBCOMMAND` as root when this version is on the node; exit status
+/// [`AGENT_MISSING`] otherwise (checking and running are one round trip).
+fn launcher(binary: &AgentBinary, subcommand: &str, input: Vec<u8>, timeout: Duration) -> Command {
+    let path = binary.remote_path();
+    Command::new(format!(
+        "if [ -x {path} ]; then exec {path} agent {subcommand}; else exit {AGENT_MISSING}; fi"
+    ))
+    .as_root()
+    .stdin(input)
+    .timeout(timeout)
+}
+
 /// Runs the agent if it is on the node; `None` when it is not.
 async fn launch(
     host: &dyn Host,
@@ -157,13 +195,7 @@ async fn launch(
         }
         on_event(event);
     };
-    let path = binary.remote_path();
-    let command = Command::new(format!(
-        "if [ -x {path} ]; then exec {path} agent apply; else exit {AGENT_MISSING}; fi"
-    ))
-    .as_root()
-    .stdin(input)
-    .timeout(Duration::from_secs(3600));
+    let command = launcher(binary, "apply", input, Duration::from_secs(3600));
     let output = host.run_streaming(&command, &on_line).await?;
     let reports = reports.into_inner().unwrap();
     if output.status == AGENT_MISSING && reports.is_empty() {

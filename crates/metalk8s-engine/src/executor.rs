@@ -13,7 +13,7 @@ use metalk8s_transport::Host;
 
 use crate::agent::{self, AgentBinary, AgentEvent, AgentRequest};
 use crate::journal::{Entry, Interrupted, Journal, StepKey, fingerprint};
-use crate::report::{DeployReport, HostReport, PhaseReport};
+use crate::report::{DeployReport, GateReport, HostReport, PhaseReport};
 use crate::runner::StepReport;
 use metalk8s_model::report::error_chain;
 
@@ -23,6 +23,15 @@ pub trait Progress: Send + Sync {
     fn step_started(&self, node: &str, step: &str);
     fn step_finished(&self, node: &str, report: &StepReport);
     fn host_finished(&self, report: &HostReport);
+    fn gate_checked(&self, _phase: &str, _report: &GateReport) {}
+}
+
+/// A phase's health gate: after each batch of hosts finished without failure, the
+/// service the phase manages must be healthy before the next batch (or phase) starts.
+#[async_trait::async_trait]
+pub trait Gate: Send + Sync {
+    /// `None` when `phase` has no gate; else whether it passed and what was seen.
+    async fn check(&self, phase: &str) -> Option<Result<String, String>>;
 }
 
 pub struct Executor<'a> {
@@ -35,6 +44,8 @@ pub struct Executor<'a> {
     pub journal: Option<&'a Journal>,
     pub interrupted: Option<&'a Interrupted>,
     pub progress: &'a dyn Progress,
+    /// Not checked on a dry run (nothing changed).
+    pub gate: Option<&'a dyn Gate>,
 }
 
 impl Executor<'_> {
@@ -47,6 +58,7 @@ impl Executor<'_> {
                     name: phase.name.clone(),
                     completed: false,
                     hosts: Vec::new(),
+                    gates: Vec::new(),
                 });
                 continue;
             }
@@ -67,13 +79,21 @@ impl Executor<'_> {
 
     async fn run_phase(&self, phase: &Phase) -> PhaseReport {
         self.progress.phase_started(phase);
-        let batch_size = match phase.rollout {
-            Rollout::Parallel => phase.hosts.len().max(1),
-            Rollout::Batches { size } => (size as usize).max(1),
+        let batches: Vec<&[metalk8s_model::plan::HostPlan]> = match phase.rollout {
+            Rollout::Parallel => phase.hosts.chunks(phase.hosts.len().max(1)).collect(),
+            Rollout::Batches { size } => phase.hosts.chunks((size as usize).max(1)).collect(),
+            Rollout::FirstAlone => {
+                let (first, rest) = phase.hosts.split_at(phase.hosts.len().min(1));
+                [first, rest]
+                    .into_iter()
+                    .filter(|b| !b.is_empty())
+                    .collect()
+            }
         };
         let mut hosts = Vec::new();
+        let mut gates = Vec::new();
         let mut completed = true;
-        for batch in phase.hosts.chunks(batch_size) {
+        for batch in batches {
             let reports: Vec<HostReport> = futures::stream::iter(batch)
                 .map(|host_plan| self.run_host(&phase.name, host_plan))
                 .buffer_unordered(self.parallelism.max(1))
@@ -83,6 +103,21 @@ impl Executor<'_> {
             hosts.extend(reports);
             if !completed {
                 break;
+            }
+            if let Some(gate) = self.gate.filter(|_| !self.dry_run)
+                && let Some(result) = gate.check(&phase.name).await
+            {
+                let report = GateReport {
+                    after: batch.iter().map(|host| host.node.clone()).collect(),
+                    passed: result.is_ok(),
+                    summary: result.unwrap_or_else(|problem| problem),
+                };
+                self.progress.gate_checked(&phase.name, &report);
+                completed = report.passed;
+                gates.push(report);
+                if !completed {
+                    break;
+                }
             }
         }
         // Report hosts in plan order, whatever order they finished in.
@@ -97,6 +132,7 @@ impl Executor<'_> {
             name: phase.name.clone(),
             completed,
             hosts,
+            gates,
         }
     }
 
@@ -293,6 +329,15 @@ mod tests {
         plan: &Plan,
         seen: &Seen,
     ) -> DeployReport {
+        execute_gated(hosts, plan, seen, None).await
+    }
+
+    async fn execute_gated(
+        hosts: BTreeMap<String, Arc<dyn Host>>,
+        plan: &Plan,
+        seen: &Seen,
+        gate: Option<&dyn Gate>,
+    ) -> DeployReport {
         let binary = AgentBinary::from_bytes(b"agent".to_vec());
         let executor = Executor {
             hosts: &hosts,
@@ -303,8 +348,91 @@ mod tests {
             journal: None,
             interrupted: None,
             progress: seen,
+            gate,
         };
         executor.execute(plan).await
+    }
+
+    /// Passes its first `passes` checks of phase `first`, then fails; no other phase is gated.
+    struct CountingGate {
+        passes: usize,
+        checks: Mutex<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl Gate for CountingGate {
+        async fn check(&self, phase: &str) -> Option<Result<String, String>> {
+            if phase != "first" {
+                return None;
+            }
+            let mut checks = self.checks.lock().unwrap();
+            *checks += 1;
+            Some(if *checks <= self.passes {
+                Ok("healthy".to_owned())
+            } else {
+                Err("member n2 unhealthy".to_owned())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gate_is_checked_after_each_batch_and_a_failed_one_stops_the_run() {
+        let hosts: BTreeMap<String, Arc<dyn Host>> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| ((*n).to_owned(), node(n, StepOutcome::Unchanged)))
+            .collect();
+        let gate = CountingGate {
+            passes: 1,
+            checks: Mutex::new(0),
+        };
+        let seen = Seen::default();
+        let report = execute_gated(
+            hosts,
+            &plan(Rollout::Batches { size: 1 }, &["n1", "n2", "n3"]),
+            &seen,
+            Some(&gate),
+        )
+        .await;
+        assert!(!report.succeeded);
+        let phase = &report.phases[0];
+        assert!(!phase.completed);
+        let nodes: Vec<&str> = phase.hosts.iter().map(|h| h.node.as_str()).collect();
+        assert_eq!(nodes, ["n1", "n2"], "n3 waits for a healthy cluster");
+        assert_eq!(phase.gates.len(), 2);
+        assert!(phase.gates[0].passed && phase.gates[0].after == ["n1"]);
+        assert!(!phase.gates[1].passed);
+        assert_eq!(phase.gates[1].summary, "member n2 unhealthy");
+        assert!(report.phases[1].hosts.is_empty(), "no later phase");
+    }
+
+    #[tokio::test]
+    async fn first_alone_gates_the_first_host_then_runs_the_others_together() {
+        let hosts: BTreeMap<String, Arc<dyn Host>> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| ((*n).to_owned(), node(n, StepOutcome::Unchanged)))
+            .collect();
+        let gate = CountingGate {
+            passes: 2,
+            checks: Mutex::new(0),
+        };
+        let seen = Seen::default();
+        let report = execute_gated(
+            hosts,
+            &plan(Rollout::FirstAlone, &["n1", "n2", "n3"]),
+            &seen,
+            Some(&gate),
+        )
+        .await;
+        let phase = &report.phases[0];
+        assert!(phase.completed, "{:?}", phase.gates);
+        let after: Vec<&Vec<String>> = phase.gates.iter().map(|g| &g.after).collect();
+        assert_eq!(
+            after,
+            [
+                &vec!["n1".to_owned()],
+                &vec!["n2".to_owned(), "n3".to_owned()]
+            ]
+        );
     }
 
     #[tokio::test]

@@ -25,6 +25,20 @@ pub struct PhaseReport {
     /// False when the phase stopped on a failure (or never started).
     pub completed: bool,
     pub hosts: Vec<HostReport>,
+    /// The health checks run after each batch of hosts, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateReport>,
+}
+
+/// One health check of a phase's service (the etcd cluster after a member changed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateReport {
+    /// The hosts of the batch just finished.
+    pub after: Vec<String>,
+    pub passed: bool,
+    /// What was seen: "3 members healthy, leader node1", or what is wrong.
+    pub summary: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

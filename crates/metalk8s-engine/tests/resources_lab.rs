@@ -74,6 +74,7 @@ fn file(path: &str, content: &str, mode: u32) -> Resource {
         mode,
         owner: "root".into(),
         group: "root".into(),
+        secret: false,
     })
 }
 

@@ -5,10 +5,12 @@
 //! types with their serde and JSON Schema shapes and the pure helpers that interpret them
 //! (sizes, role queries, defaults); it never touches a file, a socket or a process.
 
+pub mod etcd;
 pub mod facts;
 pub mod inventory;
 pub mod plan;
 pub mod report;
+pub mod repository;
 pub mod size;
 
 pub use facts::Facts;

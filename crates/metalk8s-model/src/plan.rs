@@ -21,6 +21,26 @@ pub struct Plan {
     pub phases: Vec<Phase>,
 }
 
+impl Plan {
+    /// The plan with the content of every secret file replaced by a note, for showing.
+    pub fn redacted(&self) -> Plan {
+        let mut plan = self.clone();
+        for step in plan
+            .phases
+            .iter_mut()
+            .flat_map(|phase| &mut phase.hosts)
+            .flat_map(|host| &mut host.steps)
+        {
+            if let Resource::File(file) = &mut step.resource
+                && file.secret
+            {
+                file.content = format!("(secret, {} bytes, not shown)", file.content.len());
+            }
+        }
+        plan
+    }
+}
+
 /// A barrier: every host finishes a phase before any host starts the next.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,6 +60,9 @@ pub enum Rollout {
     Parallel,
     /// Hosts in groups of `size`, a group finishing before the next starts.
     Batches { size: u32 },
+    /// The first host alone (the one the others depend on, e.g. the bootstrap node serving
+    /// the repository), then every other at once; the phase's gate runs after each group.
+    FirstAlone,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,7 +109,8 @@ pub enum Resource {
     Command(CommandResource),
 }
 
-/// A regular file with exact content. The replaced file is kept as `PATH.metalk8s-backup`.
+/// A regular file with exact content. The replaced file is kept as `PATH.metalk8s-backup`
+/// (unless it is `secret`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileResource {
@@ -98,6 +122,10 @@ pub struct FileResource {
     pub owner: String,
     #[serde(default = "root")]
     pub group: String,
+    /// Private material (a key, a kubeconfig): its content is never shown in a diff or a
+    /// plan, and no backup copy of the replaced file is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 fn root() -> String {
@@ -250,4 +278,63 @@ pub struct CommandResource {
     /// Run only when a watched step changed, never on its own.
     #[serde(default)]
     pub only_on_watch: bool,
+}
+
+/// A file made off the node, by the controller or on the bootstrap node (a certificate, a
+/// key, a kubeconfig from the PKI store), that the plan places on the node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeFile {
+    /// Absolute path on the node.
+    pub path: String,
+    pub content: String,
+    /// Octal permission bits.
+    pub mode: u32,
+    /// A private key or a file embedding one.
+    pub private: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, secret: bool) -> Step {
+        Step {
+            id: format!("file{path}"),
+            resource: Resource::File(FileResource {
+                path: path.to_owned(),
+                content: "-----BEGIN PRIVATE KEY-----\nMIG...\n".to_owned(),
+                mode: if secret { 0o600 } else { 0o644 },
+                owner: "root".to_owned(),
+                group: "root".to_owned(),
+                secret,
+            }),
+            after: Vec::new(),
+            watch: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_redacted_plan_hides_secret_content_only() {
+        let plan = Plan {
+            api_version: "metalk8s.io/v1alpha1".to_owned(),
+            kind: PLAN_KIND.to_owned(),
+            cluster: "lab".to_owned(),
+            phases: vec![Phase {
+                name: "etcd".to_owned(),
+                rollout: Rollout::Parallel,
+                hosts: vec![HostPlan {
+                    node: "node1".to_owned(),
+                    steps: vec![file("/k.key", true), file("/c.crt", false)],
+                }],
+            }],
+        };
+        let shown = serde_json::to_string(&plan.redacted()).unwrap();
+        assert_eq!(shown.matches("BEGIN PRIVATE KEY").count(), 1, "{shown}");
+        assert!(shown.contains("(secret, 35 bytes, not shown)"), "{shown}");
+        assert_eq!(
+            plan.redacted().phases[0].hosts[0].steps[1],
+            plan.phases[0].hosts[0].steps[1]
+        );
+    }
 }

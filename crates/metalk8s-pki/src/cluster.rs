@@ -19,22 +19,26 @@ use crate::spec::{Authority, CertSpec, Output, Purpose, SubjectAltName};
 /// RBAC rule can take away).
 pub const CLUSTER_ADMINS_GROUP: &str = "kubeadm:cluster-admins";
 
+/// Name, common name and file base name (`pki/metalk8s-repository.crt`) of the bundle
+/// repository's server certificate on the bootstrap node.
+pub const REPOSITORY_CERTIFICATE: &str = "metalk8s-repository";
+
 /// The port the API server listens on.
 pub const DEFAULT_API_SERVER_PORT: u16 = 6443;
 
 /// Addresses the certificates must name, gathered outside this crate (from the inventory's
 /// declared addresses or from facts) so that this crate stays independent of facts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterAddresses {
     /// Each node's address on the control-plane network, by node name.
     pub control_plane_ips: BTreeMap<String, IpAddr>,
     /// A virtual IP in front of the API servers, when the cluster has one: `admin.conf`
     /// points at it and every API server certificate names it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane_vip: Option<IpAddr>,
     /// More names for the API server certificates (a load balancer's DNS name…).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_api_server_names: Vec<SubjectAltName>,
     /// The cluster DNS domain (`cluster.local`).
     pub dns_domain: String,
@@ -134,6 +138,9 @@ impl Context<'_> {
         }
         if etcd {
             certificates.extend(self.etcd_certificates(node)?);
+        }
+        if node.has_role(Role::Bootstrap) {
+            certificates.push(self.repository_certificate(node)?);
         }
         Ok(NodePki {
             node: node.name.clone(),
@@ -285,6 +292,32 @@ impl Context<'_> {
                 Vec::new(),
             ),
         ])
+    }
+}
+
+impl Context<'_> {
+    /// The bundle repository's server certificate (`metalk8s repo serve` on the bootstrap
+    /// node): nodes reach it by control-plane IP; the node name and loopback serve checks
+    /// made on the node itself.
+    fn repository_certificate(&self, node: &Node) -> Result<CertSpec, SpecError> {
+        let ip = self.addresses.ip_of(node)?;
+        Ok(CertSpec {
+            node: node.name.clone(),
+            name: REPOSITORY_CERTIFICATE.to_owned(),
+            issuer: Authority::Kubernetes,
+            common_name: REPOSITORY_CERTIFICATE.to_owned(),
+            organizations: Vec::new(),
+            purpose: Purpose::Server,
+            alt_names: dedup_keeping_order(vec![
+                SubjectAltName::Dns(node.name.clone()),
+                SubjectAltName::Dns("localhost".to_owned()),
+                SubjectAltName::Ip(ip),
+                SubjectAltName::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ]),
+            output: Output::Files {
+                base_name: REPOSITORY_CERTIFICATE.to_owned(),
+            },
+        })
     }
 }
 

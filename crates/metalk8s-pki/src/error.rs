@@ -92,6 +92,8 @@ pub enum PkiError {
     HalfPair { present: PathBuf, missing: PathBuf },
     #[error("no random bytes for a serial number")]
     Random,
+    #[error("the inventory does not say what certificates the nodes need")]
+    Spec(#[from] SpecError),
     #[error("cannot serialize the kubeconfig {what}")]
     SerializeKubeconfig {
         what: String,

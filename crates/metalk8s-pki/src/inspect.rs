@@ -222,7 +222,7 @@ fn extended_key_usages(cert: &X509Certificate<'_>) -> Result<Vec<String>, ParseE
 }
 
 /// What to do about a certificate at a given time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RenewalDecision {
     /// Valid for longer than the threshold: leave it.

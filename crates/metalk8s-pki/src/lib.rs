@@ -15,6 +15,7 @@
 
 mod cluster;
 mod error;
+mod exchange;
 mod inspect;
 mod issue;
 pub mod kubeconfig;
@@ -23,9 +24,12 @@ mod store;
 
 pub use cluster::{
     AuthorityFiles, CLUSTER_ADMINS_GROUP, ClusterAddresses, DEFAULT_API_SERVER_PORT, NodePki,
-    cluster_certificates, first_service_ip,
+    REPOSITORY_CERTIFICATE, cluster_certificates, first_service_ip,
 };
 pub use error::{ParseError, PkiError, SpecError};
+pub use exchange::{
+    NODE_KUBERNETES_DIR, PkiAction, PkiRequest, PkiResponse, STORE_DIR, answer as answer_request,
+};
 pub use inspect::{
     CertInfo, RenewalDecision, certificate_in_file, certificates_from_pem, renewal_decision,
 };

@@ -104,7 +104,7 @@ impl Purpose {
 }
 
 /// A subject alternative name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SubjectAltName {
     Dns(String),

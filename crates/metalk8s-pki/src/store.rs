@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::cluster::NodePki;
@@ -47,7 +47,7 @@ pub struct PkiStore {
 }
 
 /// What `ensure` did to one file (or pair of files).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum Outcome {
     Created,
@@ -58,11 +58,11 @@ pub enum Outcome {
     Unchanged,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportEntry {
     /// The node the file belongs to; `None` for the cluster-wide CAs and `sa`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// kubeadm's name (`ca`, `etcd-ca`, `sa`, `apiserver`, `admin.conf`…).
     pub name: String,
@@ -91,7 +91,7 @@ impl EnsureReport {
 }
 
 /// One renewed certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Renewal {
     pub node: String,

@@ -40,7 +40,14 @@ fn workers_and_the_bootstrap_node_only_trust_the_kubernetes_ca() {
     let pki = cluster_certificates(&inventory, &split_roles_addresses()).unwrap();
     for node in ["boot", "worker1"] {
         let node = pki.iter().find(|pki| pki.node == node).unwrap();
-        assert!(node.certificates.is_empty(), "{}", node.node);
+        // The bootstrap node's one certificate serves the bundle repository.
+        let names: Vec<&str> = node.certificates.iter().map(|c| c.name.as_str()).collect();
+        let expected: &[&str] = if node.node == "boot" {
+            &["metalk8s-repository"]
+        } else {
+            &[]
+        };
+        assert_eq!(names, expected, "{}", node.node);
         assert!(!node.service_account_keys);
         assert_eq!(node.authorities.len(), 1);
         assert_eq!(node.authorities[0].authority, Authority::Kubernetes);
@@ -156,6 +163,44 @@ fn workers_need_no_address() {
     let inventory = common::inventory("split-roles");
     let mut addresses = split_roles_addresses();
     addresses.control_plane_ips.remove("worker1");
-    addresses.control_plane_ips.remove("boot");
     assert!(cluster_certificates(&inventory, &addresses).is_ok());
+    // The bootstrap node's repository certificate names its address.
+    addresses.control_plane_ips.remove("boot");
+    assert_eq!(
+        cluster_certificates(&inventory, &addresses).unwrap_err(),
+        SpecError::MissingControlPlaneIp {
+            node: "boot".to_owned()
+        }
+    );
+}
+
+#[test]
+fn the_repository_certificate_is_a_server_certificate_of_the_kubernetes_ca() {
+    let specs = common::all_specs(&common::lab_pki());
+    let spec = common::spec(&specs, "node1", "metalk8s-repository");
+    assert_eq!(spec.issuer, Authority::Kubernetes);
+    assert_eq!(spec.purpose, Purpose::Server);
+    let names: Vec<String> = spec.alt_names.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "DNS:node1",
+            "DNS:localhost",
+            "IP:172.29.7.11",
+            "IP:127.0.0.1"
+        ]
+    );
+    assert_eq!(
+        spec.files(),
+        [
+            std::path::PathBuf::from("pki/metalk8s-repository.crt"),
+            std::path::PathBuf::from("pki/metalk8s-repository.key")
+        ]
+    );
+    assert!(
+        !specs
+            .iter()
+            .any(|s| s.name == "metalk8s-repository" && s.node != "node1"),
+        "only the bootstrap node serves the repository"
+    );
 }

@@ -9,6 +9,40 @@ pub enum PlanError {
     #[diagnostic(code(plan::unknown_phase), help("the phases are: {}", known.join(", ")))]
     UnknownPhase { phase: String, known: Vec<String> },
 
+    #[error("no certificates from the PKI store for etcd member `{node}`")]
+    #[diagnostic(
+        code(plan::missing_pki),
+        help(
+            "the deploy asks the bootstrap node's key store for every node's files before planning; a node added to the inventory since then needs a new deploy"
+        )
+    )]
+    MissingPki { node: String },
+
+    #[error("etcd member `{node}` uses dnf, and etcd packages are only taken from apt sources yet")]
+    #[diagnostic(
+        code(plan::no_etcd_package),
+        help("run etcd members on Debian or Ubuntu until the offline bundle carries etcd")
+    )]
+    NoEtcdPackage { node: String },
+
+    #[error("no `{path}` from the PKI store for node `{node}`")]
+    #[diagnostic(
+        code(plan::missing_node_file),
+        help(
+            "the deploy asks the bootstrap node's key store for every node's files (certificates, the APT signing key) before planning; a node added to the inventory since then needs a new deploy"
+        )
+    )]
+    MissingNodeFile { node: String, path: String },
+
+    #[error("node `{node}` uses dnf, and the bundle repository serves APT packages only yet")]
+    #[diagnostic(
+        code(plan::no_bundle_repository),
+        help(
+            "run every node on Debian or Ubuntu to deploy from an offline bundle, or deploy without one"
+        )
+    )]
+    NoBundleRepository { node: String },
+
     #[error("no facts were gathered from node `{node}`")]
     #[diagnostic(
         code(plan::missing_facts),

@@ -45,6 +45,15 @@ impl Steps {
         id
     }
 
+    /// [`Steps::add`], unless a step with the same id is already planned (a directory two
+    /// parts of a host plan both need): then the id of that step.
+    pub fn add_once(&mut self, step: Planned) -> String {
+        if self.has(&step.0) {
+            return step.0;
+        }
+        self.add(step)
+    }
+
     fn has(&self, id: &str) -> bool {
         self.steps.iter().any(|step| step.id == id)
     }
@@ -71,6 +80,7 @@ pub(crate) fn file(path: &str, content: String, mode: u32) -> Planned {
             mode,
             owner: "root".to_owned(),
             group: "root".to_owned(),
+            secret: false,
         }),
     )
 }

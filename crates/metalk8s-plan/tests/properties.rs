@@ -1,12 +1,14 @@
 //! Properties of the plans of generated valid inventories: 1 to 9 nodes with random roles
 //! that satisfy the inventory's rules, mixed distributions, and random OS settings.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use metalk8s_model::Facts;
 use metalk8s_model::facts::{InterfaceAddress, OsRelease};
 use metalk8s_model::plan::{Plan, Resource};
-use metalk8s_plan::{PHASES, plan};
+use metalk8s_plan::{PHASES, PlanError, plan};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{Value, json};
@@ -206,8 +208,46 @@ fn planned(cluster: &Cluster) -> (metalk8s_model::Inventory, Plan) {
                 cluster.inventory
             )
         });
-    let plan = plan(&inventory, &cluster.facts, &[]).expect("a valid cluster can be planned");
+    let plan = plan(
+        &inventory,
+        &cluster.facts,
+        &common::bundled(&inventory),
+        &phases(&inventory, cluster),
+    )
+    .expect("a valid cluster can be planned");
     (inventory, plan)
+}
+
+/// Every phase, but etcd only when every member runs an apt distribution: etcd packages
+/// come from apt only yet (`etcd_is_refused_on_dnf_members` checks the other case), and
+/// the bundle's phases only when every node does (the repository serves APT only).
+fn phases(inventory: &metalk8s_model::Inventory, cluster: &Cluster) -> Vec<&'static str> {
+    let dnf_etcd = dnf_etcd_member(inventory, cluster).is_some();
+    let dnf_node = cluster
+        .facts
+        .values()
+        .any(|facts| !matches!(facts.os.id.as_str(), "debian" | "ubuntu"));
+    PHASES
+        .iter()
+        .copied()
+        .filter(|phase| match *phase {
+            "etcd" => !dnf_etcd,
+            "repository" | "containerd" => !dnf_node,
+            _ => true,
+        })
+        .collect()
+}
+
+fn dnf_etcd_member(inventory: &metalk8s_model::Inventory, cluster: &Cluster) -> Option<String> {
+    inventory
+        .nodes_with(metalk8s_model::inventory::Role::Etcd)
+        .find(|node| {
+            !matches!(
+                cluster.facts[&node.name].os.id.as_str(),
+                "debian" | "ubuntu"
+            )
+        })
+        .map(|node| node.name.clone())
 }
 
 proptest! {
@@ -217,11 +257,27 @@ proptest! {
     fn every_node_has_a_host_plan_in_every_phase(cluster in cluster()) {
         let (inventory, plan) = planned(&cluster);
         let names: Vec<&str> = inventory.nodes.iter().map(|node| node.name.as_str()).collect();
-        let phases: Vec<&str> = plan.phases.iter().map(|phase| phase.name.as_str()).collect();
-        prop_assert_eq!(phases, PHASES);
+        let phase_names: Vec<&str> = plan.phases.iter().map(|phase| phase.name.as_str()).collect();
+        prop_assert_eq!(phase_names, phases(&inventory, &cluster));
+        let bootstrap_of = |inventory: &metalk8s_model::Inventory| {
+            inventory.nodes_with(metalk8s_model::inventory::Role::Bootstrap).next().unwrap().name.clone()
+        };
+        let members: Vec<&str> = inventory
+            .nodes_with(metalk8s_model::inventory::Role::Etcd)
+            .map(|node| node.name.as_str())
+            .collect();
         for phase in &plan.phases {
             let hosts: Vec<&str> = phase.hosts.iter().map(|host| host.node.as_str()).collect();
-            prop_assert_eq!(&hosts, &names);
+            match phase.name.as_str() {
+                "etcd" => prop_assert_eq!(&hosts, &members),
+                // The bootstrap node first, then the others in inventory order.
+                "repository" => {
+                    prop_assert_eq!(hosts.len(), names.len());
+                    let bootstrap = bootstrap_of(&inventory);
+                    prop_assert_eq!(hosts[0], bootstrap.as_str());
+                }
+                _ => prop_assert_eq!(&hosts, &names),
+            }
         }
     }
 
@@ -244,13 +300,39 @@ proptest! {
     }
 
     #[test]
+    fn etcd_is_refused_on_dnf_members(cluster in cluster()) {
+        let (inventory, _) = planned(&cluster);
+        if let Some(member) = dnf_etcd_member(&inventory, &cluster) {
+            let error = plan(&inventory, &cluster.facts, &common::inputs(&inventory), &["etcd"]).unwrap_err();
+            prop_assert!(matches!(&error, PlanError::NoEtcdPackage { node } if *node == member), "{:?}", error);
+        }
+    }
+
+    #[test]
     fn planning_twice_gives_the_same_bytes(cluster in cluster()) {
         let (inventory, first) = planned(&cluster);
-        let second = plan(&inventory, &cluster.facts, &[]).unwrap();
+        let second = plan(&inventory, &cluster.facts, &common::bundled(&inventory), &phases(&inventory, &cluster)).unwrap();
         prop_assert_eq!(
             serde_json::to_string(&first).unwrap(),
             serde_json::to_string(&second).unwrap()
         );
+    }
+
+    #[test]
+    fn keys_are_secret_and_no_source_is_trusted_blindly(cluster in cluster()) {
+        let (_, plan) = planned(&cluster);
+        for host in plan.phases.iter().flat_map(|phase| &phase.hosts) {
+            for step in &host.steps {
+                if let Resource::File(file) = &step.resource {
+                    // Every key, and only keys, is secret (never shown, never backed up), 0600.
+                    prop_assert_eq!(file.secret, file.path.ends_with(".key"), "{}: {}", host.node, &file.path);
+                    if file.secret {
+                        prop_assert_eq!(file.mode, 0o600, "{}: {}", host.node, &file.path);
+                    }
+                    prop_assert!(!file.content.contains("trusted=yes"), "{}: {}", host.node, &file.path);
+                }
+            }
+        }
     }
 
     #[test]

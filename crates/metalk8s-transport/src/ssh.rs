@@ -511,12 +511,29 @@ fn reuse_record(target: &SshTarget, directory: &Path) -> PathBuf {
 
 /// Resumes the recorded master when it still answers; otherwise starts one that outlives
 /// this process and records it.
+/// How long a kept connection may take to run `true` before it is judged dead.
+const REUSE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether a kept master still reaches its node: one round trip on the live connection.
+async fn answers(session: &Session) -> bool {
+    let mut command = session.command("true");
+    matches!(
+        tokio::time::timeout(REUSE_PROBE_TIMEOUT, command.status()).await,
+        Ok(Ok(status)) if status.success()
+    )
+}
+
 async fn launch_reusable(target: &SshTarget, directory: &Path) -> Result<Session, HostError> {
     let record = reuse_record(target, directory);
     if let Ok(socket) = std::fs::read_to_string(&record) {
         let session = Session::resume_mux(PathBuf::from(socket.trim()).into_boxed_path(), None);
         if session.check().await.is_ok() {
-            return Ok(session);
+            if answers(&session).await {
+                return Ok(session);
+            }
+            // The master runs but its TCP connection is dead (a network change dropped it):
+            // commands would hang until keep-alives give up. Stop it and log in again.
+            let _ = session.close().await;
         }
         // Expired or killed: its directory is left over from an earlier run.
         if let Some(parent) = Path::new(socket.trim()).parent() {

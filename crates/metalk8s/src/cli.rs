@@ -29,12 +29,24 @@ pub enum Command {
     Plan(PlanArgs),
     /// Bring the nodes to the state the inventory describes (resumes an interrupted run).
     Deploy(DeployArgs),
+    /// Operate the cluster's etcd: status, backup, restore, member replacement, defrag.
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
+    /// Check the certificates on every node, and renew them.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Run on a node by `deploy`: applies a host plan read from standard input.
     #[command(subcommand, hide = true)]
     Agent(AgentCommand),
     /// Local container "servers" for demos and tests.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Build, verify and inspect offline bundles (packages, binaries, images, manifests).
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Serve an offline bundle from the bootstrap node: OCI registry and APT repository.
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -182,6 +194,13 @@ pub struct DeployArgs {
     /// Show what would change, with a unified diff for files, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// An offline bundle (directory or `.tar.zst`) to verify, stage on the bootstrap node
+    /// and serve to every node; without it, the bundle staged before (if any) is served.
+    #[arg(long, value_name = "PATH", requires = "bundle_key")]
+    pub bundle: Option<PathBuf>,
+    /// The bundle's trusted public key: 64 hex digits, or a file holding them.
+    #[arg(long, value_name = "HEX|FILE", env = "METALK8S_BUNDLE_PUBLIC_KEY")]
+    pub bundle_key: Option<String>,
     /// `json` prints the full report as data.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Format,
@@ -191,4 +210,185 @@ pub struct DeployArgs {
 pub enum AgentCommand {
     /// Apply the host plan given on standard input, printing events as JSON lines.
     Apply,
+    /// Answer a PKI request (standard input) from the key store of this bootstrap node.
+    Pki,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Build a signed bundle from a spec file: fetches its packages (with their
+    /// dependencies) and pinned downloads through a resumable cache, converts its images.
+    Build(BundleBuildArgs),
+    /// Check a bundle's signature and every artifact's size and sha256 (exit 1 naming
+    /// the first tampered, missing or unlisted file).
+    Verify {
+        /// A bundle directory or `.tar.zst` file.
+        bundle: PathBuf,
+        /// The trusted public key: 64 hex digits, or a file holding them.
+        #[arg(long, value_name = "HEX|FILE", env = "METALK8S_BUNDLE_PUBLIC_KEY")]
+        public_key: String,
+    },
+    /// Show a bundle's version, components and artifacts (not verified unless
+    /// `--public-key` is given).
+    Inspect {
+        /// A bundle directory or `.tar.zst` file.
+        bundle: PathBuf,
+        /// Verify the bundle with this public key (64 hex digits, or a file) first.
+        #[arg(long, value_name = "HEX|FILE")]
+        public_key: Option<String>,
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Make a signing key: writes the private key (mode 0600, never over an existing
+    /// file) and prints the public key that nodes and `bundle verify` trust.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BundleBuildArgs {
+    /// The bundle spec (YAML); paths in it are relative to it.
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// The bundle to write: a directory, or a file ending in `.tar.zst`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The private key that signs the manifest (from `bundle keygen`).
+    #[arg(long, value_name = "FILE", env = "METALK8S_BUNDLE_SIGNING_KEY")]
+    pub signing_key: PathBuf,
+    /// Download cache, kept between builds [default: ~/.cache/metalk8s/downloads].
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Replace --out when it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What every command that works on a deployed cluster takes.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// `json` prints the result as data.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EtcdCommand {
+    /// Every member: health, leader, version, database size (exit 1 when not all healthy).
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Take a snapshot from a healthy member and keep it on the bootstrap node.
+    Backup {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Directory on the bootstrap node.
+        #[arg(long, default_value = metalk8s_etcd::DEFAULT_BACKUP_DIR)]
+        dir: String,
+        /// How many snapshots to keep there (the newest).
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: u32,
+        /// Also install a systemd timer on the bootstrap node that takes one on this
+        /// schedule (systemd `OnCalendar=`: `daily`, `hourly`, `*-*-* 02:00:00`).
+        #[arg(long, value_name = "CALENDAR")]
+        schedule: Option<String>,
+    },
+    /// Rebuild the whole cluster from a snapshot (disaster recovery): every member's data
+    /// is replaced, its previous data kept aside.
+    Restore {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The snapshot, a file on the bootstrap node (as `etcd backup` printed it).
+        #[arg(long)]
+        snapshot: String,
+    },
+    /// Membership changes.
+    #[command(subcommand)]
+    Member(EtcdMemberCommand),
+    /// Give freed space back to the file system, one member at a time.
+    Defrag {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EtcdMemberCommand {
+    /// Replace a member whose data was lost: remove it, wipe it, add it back empty.
+    Replace {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The member's node name.
+        node: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// List every certificate on every node with its expiry (exit 1 when one expired).
+    Check {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Warn about certificates expiring within this many days.
+        #[arg(long, default_value_t = 30)]
+        warn_days: u32,
+    },
+    /// Renew certificates, distribute them, and restart what uses them one node at a time.
+    Renew {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Renew every leaf certificate.
+        #[arg(long, conflicts_with = "expiring_within")]
+        all: bool,
+        /// Renew those expired or expiring within this many days (default 30).
+        #[arg(long, value_name = "DAYS")]
+        expiring_within: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Serve a bundle over HTTPS: a read-only OCI registry under /v2/ and a signed APT
+    /// repository under /apt/ (what metalk8s-repo.service runs on the bootstrap node).
+    Serve(RepoServeArgs),
+    /// Make the cluster's APT signing key when there is none, write its public keyring
+    /// (the nodes' /etc/apt/keyrings/metalk8s.gpg) and print its fingerprint.
+    AptKey {
+        /// The secret key file (armored OpenPGP, mode 0600); generated when missing.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the public keyring (binary OpenPGP).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RepoServeArgs {
+    /// The bundle directory (checked with `bundle verify` beforehand).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: PathBuf,
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// TLS certificate chain (PEM) issued by the cluster CA.
+    #[arg(long, value_name = "FILE", required_unless_present = "insecure_http")]
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", required_unless_present = "insecure_http")]
+    pub key: Option<PathBuf>,
+    /// The APT signing key (from `repo apt-key`).
+    #[arg(long, value_name = "FILE")]
+    pub apt_key: PathBuf,
+    /// Serve plain HTTP instead of HTTPS (benchmarks only: nodes never use it).
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    pub insecure_http: bool,
 }

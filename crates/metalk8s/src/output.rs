@@ -33,17 +33,26 @@ pub fn init_colours() {
 }
 
 pub fn print_json<T: Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("report types serialize to JSON")
-    );
+    let mut text = serde_json::to_string_pretty(value).expect("report types serialize to JSON");
+    text.push('\n');
+    write_stdout(&text);
 }
 
 pub fn print_yaml<T: Serialize>(value: &T) {
-    print!(
-        "{}",
-        serde_saphyr::to_string(value).expect("report types serialize to YAML")
-    );
+    write_stdout(&serde_saphyr::to_string(value).expect("report types serialize to YAML"));
+}
+
+/// Data for a pipe: a reader that stopped reading (`| head`) is not an error of ours.
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("cannot write the output: {error}");
+    }
 }
 
 /// Prints data in the requested machine format; returns false for `Format::Table`, which

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metalk8s_engine::executor::Progress;
-use metalk8s_engine::report::HostReport;
+use metalk8s_engine::report::{GateReport, HostReport};
 use metalk8s_engine::runner::StepReport;
 use metalk8s_model::plan::Phase;
 use metalk8s_model::report::StepOutcome;
@@ -122,6 +122,21 @@ impl Progress for DeployProgress {
                 }
             }
             None => self.plain(&report.node, &summary),
+        }
+    }
+
+    fn gate_checked(&self, phase: &str, report: &GateReport) {
+        let verdict = if report.passed { "passed" } else { "FAILED" };
+        let line = format!(
+            "phase {phase}: health gate after {}: {verdict}: {}",
+            report.after.join(", "),
+            report.summary
+        );
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(line);
+            }
+            None => eprintln!("{line}"),
         }
     }
 }

@@ -30,6 +30,7 @@ impl File<'_> {
             mode: self.0.mode,
             owner: &self.0.owner,
             group: &self.0.group,
+            secret: self.0.secret,
         }
     }
 }
@@ -60,6 +61,8 @@ pub(crate) struct DesiredFile<'a> {
     pub(crate) mode: u32,
     pub(crate) owner: &'a str,
     pub(crate) group: &'a str,
+    /// Never diffed, never backed up.
+    pub(crate) secret: bool,
 }
 
 impl<'a> DesiredFile<'a> {
@@ -71,6 +74,7 @@ impl<'a> DesiredFile<'a> {
             mode,
             owner: "root",
             group: "root",
+            secret: false,
         }
     }
 
@@ -155,6 +159,9 @@ impl<'a> DesiredFile<'a> {
     }
 
     fn diff(&self, current: &str) -> String {
+        if self.secret {
+            return format!("{}: secret content, not shown\n", self.path);
+        }
         TextDiff::from_lines(current, self.content)
             .unified_diff()
             .header(
@@ -204,6 +211,12 @@ impl<'a> DesiredFile<'a> {
         let target = quote(self.path);
         let owner = quote(&format!("{}:{}", self.owner, self.group));
         let mode = format!("{:04o}", self.mode);
+        // A secret's old content is not worth a copy lying around.
+        let backup = if self.secret {
+            String::new()
+        } else {
+            format!(r#"if [ -e "$target" ]; then cp -p -- "$target" "$target{BACKUP_SUFFIX}"; fi"#)
+        };
         let atomic = format!(
             r#"set -e
 target={target}
@@ -214,7 +227,7 @@ trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
 chown -- {owner} "$tmp"
 chmod {mode} "$tmp"
-if [ -e "$target" ]; then cp -p -- "$target" "$target{BACKUP_SUFFIX}"; fi
+{backup}
 mv -fT -- "$tmp" "$target""#
         );
         let command = shell::root(&atomic).stdin(self.content.as_bytes());
@@ -317,6 +330,7 @@ mod tests {
             mode: 0o644,
             owner: "root".into(),
             group: "root".into(),
+            secret: false,
         }
     }
 
@@ -377,6 +391,26 @@ mod tests {
         assert!(write.script.contains("mv -fT"));
         assert!(write.script.contains("chmod 0644"));
         assert!(write.script.contains("chown -- root:root"));
+    }
+
+    #[tokio::test]
+    async fn a_secret_is_never_diffed_nor_backed_up() {
+        let mut secret = resource("-----BEGIN PRIVATE KEY-----\nnew\n");
+        secret.secret = true;
+        secret.mode = 0o600;
+        let host = host_with(&file_section(
+            0o600,
+            "root",
+            "root",
+            "-----BEGIN PRIVATE KEY-----\nold\n",
+        ));
+        let observed = File(&secret).observe(&host).await.unwrap();
+        let diff = observed.changes[0].diff.as_deref().unwrap();
+        assert!(!diff.contains("old") && !diff.contains("new"), "{diff}");
+        assert!(diff.contains("secret content, not shown"), "{diff}");
+        File(&secret).apply(&host, &observed).await.unwrap();
+        let write = host.commands().last().unwrap().script.clone();
+        assert!(!write.contains(BACKUP_SUFFIX), "{write}");
     }
 
     #[tokio::test]

@@ -24,6 +24,14 @@ use family::Family;
 
 pub(crate) const PHASE: &str = "os";
 
+/// The package manager of a node's distribution family.
+pub(crate) fn family_of(
+    node: &str,
+    facts: &metalk8s_model::Facts,
+) -> Result<metalk8s_model::plan::PackageManager, PlanError> {
+    Ok(family::family(node, facts)?.manager)
+}
+
 /// 90 sorts after what packages install (10-50), so these values win over theirs; an
 /// administrator's /etc/sysctl.conf (99-sysctl.conf) still has the last word at boot.
 const SYSCTL_FILE: &str = "/etc/sysctl.d/90-metalk8s.conf";

@@ -59,3 +59,111 @@ fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
         (base, over) => *base = over,
     }
 }
+
+/// Stand-ins for what the PKI store returns: every etcd member's etcd files, every node's
+/// Kubernetes CA and APT keyring, the bootstrap node's repository certificate and APT
+/// signing key, with a readable placeholder instead of PEM (the planner copies content; it
+/// never parses it). No bundle is staged.
+pub fn inputs(inventory: &Inventory) -> metalk8s_plan::Inputs {
+    use metalk8s_model::inventory::Role;
+    use metalk8s_model::plan::NodeFile;
+    let placeholder = |node: &str, path: &str, mode: u32| NodeFile {
+        path: path.to_owned(),
+        content: format!("{} of {}\n", path.rsplit('/').next().unwrap(), node),
+        mode,
+        private: mode == 0o600,
+    };
+    let pki = inventory
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut files = vec![
+                placeholder(&node.name, "/etc/kubernetes/pki/ca.crt", 0o644),
+                placeholder(&node.name, "/etc/apt/keyrings/metalk8s.asc", 0o644),
+            ];
+            if node.has_role(Role::Etcd) {
+                files.extend(
+                    [
+                        ("ca.crt", 0o644),
+                        ("server.crt", 0o644),
+                        ("server.key", 0o600),
+                        ("peer.crt", 0o644),
+                        ("peer.key", 0o600),
+                        ("healthcheck-client.crt", 0o644),
+                        ("healthcheck-client.key", 0o600),
+                    ]
+                    .into_iter()
+                    .map(|(file, mode)| {
+                        placeholder(
+                            &node.name,
+                            &format!("/etc/kubernetes/pki/etcd/{file}"),
+                            mode,
+                        )
+                    }),
+                );
+            }
+            if node.has_role(Role::Bootstrap) {
+                files.extend([
+                    placeholder(
+                        &node.name,
+                        "/etc/kubernetes/pki/metalk8s-repository.crt",
+                        0o644,
+                    ),
+                    placeholder(
+                        &node.name,
+                        "/etc/kubernetes/pki/metalk8s-repository.key",
+                        0o600,
+                    ),
+                    placeholder(
+                        &node.name,
+                        "/etc/metalk8s/repository/apt-signing.key",
+                        0o600,
+                    ),
+                ]);
+            }
+            (node.name.clone(), files)
+        })
+        .collect();
+    metalk8s_plan::Inputs {
+        pki,
+        etcd_running: false,
+        bundle: None,
+        agent_path: "/var/lib/metalk8s/agent/metalk8s-0123456789abcdef".to_owned(),
+    }
+}
+
+/// A staged bundle with containerd and a `pause` image.
+pub fn bundle() -> metalk8s_plan::StagedBundle {
+    metalk8s_plan::StagedBundle {
+        version: "1.0.0".to_owned(),
+        dir: "/var/lib/metalk8s/bundles/1.0.0".to_owned(),
+        images: vec![metalk8s_plan::BundleImage {
+            name: "pause".to_owned(),
+            tag: "3.9".to_owned(),
+        }],
+        packages: vec!["containerd".to_owned(), "runc".to_owned()],
+    }
+}
+
+/// [`inputs`] with [`bundle`] staged.
+pub fn bundled(inventory: &Inventory) -> metalk8s_plan::Inputs {
+    metalk8s_plan::Inputs {
+        bundle: Some(bundle()),
+        ..inputs(inventory)
+    }
+}
+
+/// [`bundled`] when every node uses apt (the bundle repository serves APT only), else
+/// [`inputs`].
+pub fn inputs_for(inventory: &Inventory, facts: &BTreeMap<String, Facts>) -> metalk8s_plan::Inputs {
+    let all_apt = inventory.nodes.iter().all(|node| {
+        facts
+            .get(&node.name)
+            .is_some_and(|facts| matches!(facts.os.id.as_str(), "debian" | "ubuntu"))
+    });
+    if all_apt {
+        bundled(inventory)
+    } else {
+        inputs(inventory)
+    }
+}

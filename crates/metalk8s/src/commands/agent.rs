@@ -2,18 +2,44 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use metalk8s_engine::agent::{AgentRequest, NODE_STATE_DIR, serve};
+use metalk8s_pki::{PkiRequest, STORE_DIR};
 use metalk8s_transport::LocalHost;
 
 use crate::cli::AgentCommand;
 use crate::exit::{CommandResult, Failure};
 
 pub fn run(command: AgentCommand) -> CommandResult {
-    let AgentCommand::Apply = command;
     let mut input = Vec::new();
     std::io::stdin()
         .read_to_end(&mut input)
         .map_err(|error| Failure::problem(miette::miette!("cannot read the request: {error}")))?;
-    let request: AgentRequest = serde_json::from_slice(&input)
+    match command {
+        AgentCommand::Apply => apply(&input),
+        AgentCommand::Pki => pki(&input),
+    }
+}
+
+fn pki(input: &[u8]) -> CommandResult {
+    let request: PkiRequest = serde_json::from_slice(input)
+        .map_err(|error| Failure::invalid(miette::miette!("invalid PKI request: {error}")))?;
+    let now = metalk8s_pki::OffsetDateTime::now_utc();
+    let mut response = metalk8s_pki::answer_request(STORE_DIR.as_ref(), &request, now)
+        .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
+    crate::ops::apt_key::add_node_files(
+        STORE_DIR.as_ref(),
+        &request.inventory,
+        request.dry_run,
+        &mut response.files,
+    )
+    .map_err(Failure::problem)?;
+    let mut stdout = std::io::stdout();
+    serde_json::to_writer(&mut stdout, &response)
+        .map_err(|error| Failure::problem(miette::miette!("cannot write the answer: {error}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply(input: &[u8]) -> CommandResult {
+    let request: AgentRequest = serde_json::from_slice(input)
         .map_err(|error| Failure::invalid(miette::miette!("invalid agent request: {error}")))?;
     let host = LocalHost::new(request.node.clone());
     let mut stdout = std::io::stdout();

@@ -6,19 +6,23 @@ use metalk8s_model::report::StepOutcome;
 
 use crate::cli::DeployArgs;
 use crate::exit::{CommandResult, Failure, PROBLEM_FOUND};
+use crate::ops::bundle::BundleSource;
 use crate::ops::deploy::{DeployRequest, deploy};
 use crate::output;
 
 pub fn run(args: DeployArgs) -> CommandResult {
     let inventory =
         metalk8s_inventory::load(&args.inventory.inventory).map_err(Failure::invalid)?;
-    let request = DeployRequest {
-        phases: args.phases.phases,
-        limit: args.limit,
-        dry_run: args.dry_run,
-        connect: super::connect_options(&args.connect),
-    };
-    let report = super::runtime().block_on(deploy(&inventory, &request))?;
+    let mut request = DeployRequest::new(args.phases.phases, super::connect_options(&args.connect));
+    request.limit = args.limit;
+    request.dry_run = args.dry_run;
+    request.bundle = args
+        .bundle
+        .zip(args.bundle_key)
+        .map(|(path, public_key)| BundleSource { path, public_key });
+    let report = super::runtime()
+        .block_on(deploy(&inventory, &request))?
+        .report;
     if !output::print_data(args.output, &report) {
         print_report(&report);
     }
@@ -29,7 +33,7 @@ pub fn run(args: DeployArgs) -> CommandResult {
     })
 }
 
-fn print_report(report: &DeployReport) {
+pub(crate) fn print_report(report: &DeployReport) {
     let mut table = output::table(&[
         "phase",
         "node",
@@ -61,6 +65,15 @@ fn print_report(report: &DeployReport) {
     }
     println!("{table}");
     for phase in &report.phases {
+        for gate in &phase.gates {
+            let verdict = if gate.passed { "passed" } else { "FAILED" };
+            println!(
+                "[{}] health gate after {}: {verdict}: {}",
+                phase.name,
+                gate.after.join(", "),
+                gate.summary
+            );
+        }
         for host in &phase.hosts {
             if let Some(error) = &host.error {
                 println!("{} [{}] failed: {error}", host.node, phase.name);

@@ -1,12 +1,16 @@
 //! One module per subcommand; `run` dispatches.
 
 mod agent;
+mod bundle;
+mod certs;
 mod completions;
 mod deploy;
+mod etcd;
 mod inventory;
 mod lab;
 mod plan;
 mod precheck;
+mod repo;
 
 use crate::cli::{Cli, Command};
 use crate::exit::CommandResult;
@@ -16,9 +20,13 @@ pub fn run(cli: Cli) -> CommandResult {
         Command::Inventory(command) => inventory::run(command),
         Command::Precheck(args) => precheck::run(args),
         Command::Lab(command) => lab::run(command),
+        Command::Bundle(command) => bundle::run(command),
         Command::Plan(args) => plan::run(args),
         Command::Deploy(args) => deploy::run(args),
+        Command::Etcd(command) => etcd::run(command),
+        Command::Certs(command) => certs::run(command),
         Command::Agent(command) => agent::run(command),
+        Command::Repo(command) => repo::run(command),
         Command::Completions { shell } => completions::run(shell),
     }
 }

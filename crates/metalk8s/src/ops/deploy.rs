@@ -11,9 +11,14 @@ use metalk8s_engine::lock::{self, Holder};
 use metalk8s_engine::report::DeployReport;
 use metalk8s_model::inventory::{Inventory, Role};
 use metalk8s_model::plan::Plan;
-use metalk8s_transport::{ConnectOptions, Host};
+use metalk8s_pki::{PkiAction, PkiResponse};
+use metalk8s_plan::Inputs;
+use metalk8s_transport::{Command, ConnectOptions, Host};
 
 use crate::exit::Failure;
+use crate::ops::bundle::BundleSource;
+use crate::ops::etcd::EtcdGate;
+use crate::ops::repository::{PhaseGates, RepositoryGate};
 use crate::ops::session;
 use crate::progress::DeployProgress;
 
@@ -22,6 +27,33 @@ pub struct DeployRequest {
     pub limit: Vec<String>,
     pub dry_run: bool,
     pub connect: ConnectOptions,
+    /// What the PKI store does before the plan is made (ensure, or renew for `certs renew`).
+    pub pki: PkiAction,
+    /// Whether etcd members change one at a time; `None`: when etcd already runs.
+    pub etcd_rolling: Option<bool>,
+    /// The offline bundle to stage on the bootstrap node and serve (`--bundle`); without
+    /// one, the bundle already staged there (if any) is served.
+    pub bundle: Option<BundleSource>,
+}
+
+impl DeployRequest {
+    pub fn new(phases: Vec<String>, connect: ConnectOptions) -> Self {
+        DeployRequest {
+            phases,
+            limit: Vec::new(),
+            dry_run: false,
+            connect,
+            pki: PkiAction::Ensure,
+            etcd_rolling: None,
+            bundle: None,
+        }
+    }
+}
+
+/// What a deploy did, and what the PKI store did before it.
+pub struct DeployOutcome {
+    pub report: DeployReport,
+    pub pki: Option<PkiResponse>,
 }
 
 /// Where this machine keeps its journal of a cluster's runs.
@@ -79,14 +111,11 @@ fn limit_plan(mut plan: Plan, limit: &[String], inventory: &Inventory) -> Result
 pub async fn deploy(
     inventory: &Inventory,
     request: &DeployRequest,
-) -> Result<DeployReport, Failure> {
+) -> Result<DeployOutcome, Failure> {
     let session = session::open(inventory, &request.connect)
         .await
         .map_err(Failure::problem)?;
     let phases: Vec<&str> = request.phases.iter().map(String::as_str).collect();
-    let plan = metalk8s_plan::plan(inventory, &session.facts, &phases)
-        .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;
-    let plan = limit_plan(plan, &request.limit, inventory)?;
     let binary = AgentBinary::current().map_err(|error| {
         Failure::problem(miette::miette!(
             "cannot read the metalk8s binary to ship it to the nodes: {error}"
@@ -95,6 +124,7 @@ pub async fn deploy(
     let run = run_id();
     let progress = DeployProgress::new();
     if request.dry_run {
+        let (plan, pki) = make_plan(inventory, request, &session, &binary, &phases).await?;
         let executor = executor(
             &session.hosts,
             &binary,
@@ -105,7 +135,10 @@ pub async fn deploy(
             &progress,
             true,
         );
-        return Ok(executor.execute(&plan).await);
+        return Ok(DeployOutcome {
+            report: executor.execute(&plan).await,
+            pki,
+        });
     }
 
     let journal =
@@ -127,44 +160,120 @@ pub async fn deploy(
             stale.describe()
         );
     }
-    let interrupted = journal.interrupted().map_err(Failure::error)?;
-    if let Some(interrupted) = &interrupted {
-        eprintln!(
-            "resuming interrupted run {}: {} completed steps will be verified",
-            interrupted.run,
-            interrupted.completed.len()
+    let locked = async {
+        let (plan, pki) = make_plan(inventory, request, &session, &binary, &phases).await?;
+        let interrupted = journal.interrupted().map_err(Failure::error)?;
+        if let Some(interrupted) = &interrupted {
+            eprintln!(
+                "resuming interrupted run {}: {} completed steps will be verified",
+                interrupted.run,
+                interrupted.completed.len()
+            );
+        }
+        journal
+            .record(&Entry::RunStarted {
+                run: run.clone(),
+                time: now(),
+                phases: plan.phases.iter().map(|p| p.name.clone()).collect(),
+                holder: holder_description,
+            })
+            .map_err(Failure::error)?;
+        let mut gates: Vec<Box<dyn metalk8s_engine::executor::Gate>> = vec![Box::new(EtcdGate {
+            cluster: super::etcd::cluster(inventory, &session.hosts, &session.facts),
+        })];
+        if let Some(ip) = bootstrap_ip(inventory, &session) {
+            gates.push(Box::new(RepositoryGate {
+                bootstrap: bootstrap.clone(),
+                ip,
+            }));
+        }
+        let gate = PhaseGates(gates);
+        let mut executor = executor(
+            &session.hosts,
+            &binary,
+            inventory,
+            &run,
+            Some(&journal),
+            interrupted.as_ref(),
+            &progress,
+            false,
         );
+        executor.gate = Some(&gate);
+        let report = executor.execute(&plan).await;
+        journal
+            .record(&Entry::RunFinished {
+                run: run.clone(),
+                time: now(),
+                succeeded: report.succeeded,
+            })
+            .map_err(Failure::error)?;
+        Ok(DeployOutcome { report, pki })
     }
-    journal
-        .record(&Entry::RunStarted {
-            run: run.clone(),
-            time: now(),
-            phases: plan.phases.iter().map(|p| p.name.clone()).collect(),
-            holder: holder_description,
-        })
-        .map_err(Failure::error)?;
-    let executor = executor(
-        &session.hosts,
-        &binary,
-        inventory,
-        &run,
-        Some(&journal),
-        interrupted.as_ref(),
-        &progress,
-        false,
-    );
-    let report = executor.execute(&plan).await;
-    journal
-        .record(&Entry::RunFinished {
-            run: run.clone(),
-            time: now(),
-            succeeded: report.succeeded,
-        })
-        .map_err(Failure::error)?;
+    .await;
     if let Err(error) = lock.release(bootstrap.as_ref()).await {
         eprintln!("warning: could not release the deploy lock: {error}");
     }
-    Ok(report)
+    locked
+}
+
+/// The plan of the phases asked for, with what the PKI store answered when they need it.
+async fn make_plan(
+    inventory: &Inventory,
+    request: &DeployRequest,
+    session: &session::Session,
+    binary: &AgentBinary,
+    phases: &[&str],
+) -> Result<(Plan, Option<PkiResponse>), Failure> {
+    let mut inputs = Inputs {
+        agent_path: binary.remote_path(),
+        ..Inputs::default()
+    };
+    let bootstrap = bootstrap_host(inventory, &session.hosts)?;
+    inputs.bundle = match &request.bundle {
+        Some(source) => Some(super::bundle::stage(&bootstrap, source, request.dry_run).await?),
+        None => super::bundle::read_staged(bootstrap.as_ref()).await?,
+    };
+    let mut pki = None;
+    if Inputs::need_pki(phases) {
+        let answer = super::pki::ask(
+            inventory,
+            &session.hosts,
+            &session.facts,
+            binary,
+            request.pki,
+            request.dry_run,
+        )
+        .await?;
+        inputs.pki = answer.files.clone();
+        pki = Some(answer);
+        inputs.etcd_running = match request.etcd_rolling {
+            Some(rolling) => rolling,
+            None => etcd_exists(inventory, &session.hosts).await,
+        };
+    }
+    let plan = metalk8s_plan::plan(inventory, &session.facts, &inputs, phases)
+        .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;
+    Ok((limit_plan(plan, &request.limit, inventory)?, pki))
+}
+
+/// Whether an etcd member already holds data: the cluster exists, and its members must
+/// change one at a time.
+async fn etcd_exists(inventory: &Inventory, hosts: &BTreeMap<String, Arc<dyn Host>>) -> bool {
+    let probes = inventory.nodes_with(Role::Etcd).filter_map(|node| {
+        let host = hosts.get(&node.name)?.clone();
+        Some(async move {
+            let command =
+                Command::new(format!("test -d {}/member", metalk8s_model::etcd::DATA_DIR))
+                    .as_root();
+            host.run(&command)
+                .await
+                .is_ok_and(|output| output.success())
+        })
+    });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .any(|exists| exists)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -187,6 +296,7 @@ fn executor<'a>(
         journal,
         interrupted,
         progress,
+        gate: None,
     }
 }
 
@@ -199,4 +309,13 @@ fn bootstrap_host(
         .next()
         .and_then(|node| hosts.get(&node.name).cloned())
         .ok_or_else(|| Failure::invalid(miette::miette!("the inventory has no bootstrap node")))
+}
+
+/// The bootstrap node's control-plane address, where the repository listens.
+fn bootstrap_ip(inventory: &Inventory, session: &session::Session) -> Option<std::net::IpAddr> {
+    let node = inventory.nodes_with(Role::Bootstrap).next()?;
+    super::pki::addresses(inventory, &session.facts)
+        .control_plane_ips
+        .get(&node.name)
+        .copied()
 }

@@ -1,4 +1,10 @@
 //! The work behind commands that combine several crates (connect, gather, plan, execute).
 
+pub mod apt_key;
+pub mod bundle;
+pub mod certs;
 pub mod deploy;
+pub mod etcd;
+pub mod pki;
+pub mod repository;
 pub mod session;

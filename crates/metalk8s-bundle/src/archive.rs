@@ -1,0 +1,352 @@
+//! A bundle as one `.tar.zst` file.
+//!
+//! Written deterministically: `manifest.json`, `manifest.json.sig`, then every artifact in
+//! manifest order; owner 0:0, no user names, mtime = the manifest's `created`, mode 0755
+//! for `bin/` and 0644 otherwise, regular files only. The same bundle directory always
+//! gives the same bytes.
+//!
+//! Read as a stream: entries are hashed as they pass, never written anywhere, and any
+//! entry that is not a plain file or directory with a safe relative name is refused, as
+//! is a name seen twice. A leading `./` (as `tar -C DIR .` writes) is accepted.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+
+use tar::{EntryType, Header};
+
+use crate::unpack::{EntryKind, classify};
+use crate::verify::ObservedFiles;
+use crate::walk::sha256_reader;
+use crate::{ArtifactKind, BundleError, MANIFEST_FILE, Manifest, SIGNATURE_FILE};
+
+/// zstd level of `bundle build`: fast, and most of a bundle is compressed already.
+const ZSTD_LEVEL: i32 = 3;
+/// Larger manifests or signatures are not read into memory.
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+const MAX_SIGNATURE_BYTES: u64 = 4 << 10;
+
+/// Writes the signed bundle in `dir`, described by `manifest`, as a `.tar.zst` stream.
+pub fn write_archive(dir: &Path, manifest: &Manifest, out: impl Write) -> Result<(), BundleError> {
+    let mtime = u64::try_from(manifest.created.unix_timestamp()).unwrap_or(0);
+    let encoder = zstd::Encoder::new(out, ZSTD_LEVEL).map_err(BundleError::io(dir))?;
+    let mut tar = tar::Builder::new(encoder);
+    let entries = [MANIFEST_FILE, SIGNATURE_FILE]
+        .into_iter()
+        .map(|path| (path, 0o644))
+        .chain(manifest.artifacts.iter().map(|artifact| {
+            let mode = if artifact.kind == ArtifactKind::Binary {
+                0o755
+            } else {
+                0o644
+            };
+            (artifact.path.as_str(), mode)
+        }));
+    for (path, mode) in entries {
+        let source = dir.join(path);
+        let file = File::open(&source).map_err(BundleError::io(&source))?;
+        let size = file.metadata().map_err(BundleError::io(&source))?.len();
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Regular);
+        header.set_size(size);
+        header.set_mode(mode);
+        header.set_mtime(mtime);
+        header.set_uid(0);
+        header.set_gid(0);
+        tar.append_data(&mut header, path, BufReader::new(file))
+            .map_err(BundleError::io(&source))?;
+    }
+    let encoder = tar.into_inner().map_err(BundleError::io(dir))?;
+    encoder.finish().map_err(BundleError::io(dir))?;
+    Ok(())
+}
+
+/// What a pass over an archive found.
+pub(crate) struct ArchiveContents {
+    pub manifest_bytes: Vec<u8>,
+    pub signature_text: String,
+    /// Every other file (when hashed), by path.
+    pub files: ObservedFiles,
+}
+
+/// Reads the archive at `path`: the manifest and signature, and with `hash_all` the size
+/// and sha256 of every other file. Without it, stops once the manifest is read.
+pub(crate) fn read_archive(path: &Path, hash_all: bool) -> Result<ArchiveContents, BundleError> {
+    let read_error = |source| BundleError::ArchiveRead {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let decoder = zstd::Decoder::new(file).map_err(read_error)?;
+    let mut tar = tar::Archive::new(decoder);
+    let mut manifest_bytes = None;
+    let mut signature_text = None;
+    let mut files = ObservedFiles::new();
+    for entry in tar.entries().map_err(read_error)? {
+        let mut entry = entry.map_err(read_error)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = classify(&entry).map_err(|reason| BundleError::UnsafeEntry {
+            path: name.clone(),
+            reason,
+        })?;
+        let path = match kind {
+            EntryKind::File(path) => path,
+            EntryKind::Directory | EntryKind::Ignored => continue,
+            EntryKind::Link { .. } => {
+                return Err(BundleError::UnsafeEntry {
+                    path: name,
+                    reason: "links are not allowed in a bundle",
+                });
+            }
+        };
+        let seen = files.contains_key(&path)
+            || (path == MANIFEST_FILE && manifest_bytes.is_some())
+            || (path == SIGNATURE_FILE && signature_text.is_some());
+        if seen {
+            return Err(BundleError::DuplicateEntry { path });
+        }
+        if path == MANIFEST_FILE {
+            manifest_bytes = Some(read_limited(&mut entry, MAX_MANIFEST_BYTES, &path)?);
+            if !hash_all {
+                break;
+            }
+        } else if path == SIGNATURE_FILE {
+            let bytes = read_limited(&mut entry, MAX_SIGNATURE_BYTES, &path)?;
+            signature_text = Some(String::from_utf8_lossy(&bytes).into_owned());
+        } else if hash_all {
+            let observed = sha256_reader(&mut entry).map_err(read_error)?;
+            files.insert(path, observed);
+        }
+    }
+    let missing = |name| BundleError::MissingFromArchive {
+        archive: path.to_owned(),
+        name,
+    };
+    let manifest_bytes = manifest_bytes.ok_or_else(|| missing(MANIFEST_FILE))?;
+    let signature_text = match signature_text {
+        Some(text) => text,
+        None if !hash_all => String::new(),
+        None => return Err(missing(SIGNATURE_FILE)),
+    };
+    Ok(ArchiveContents {
+        manifest_bytes,
+        signature_text,
+        files,
+    })
+}
+
+fn read_limited(entry: &mut impl Read, limit: u64, path: &str) -> Result<Vec<u8>, BundleError> {
+    let mut bytes = Vec::new();
+    entry
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| BundleError::Io {
+            path: path.into(),
+            source,
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(BundleError::Io {
+            path: path.into(),
+            source: io::Error::other(format!("larger than {limit} bytes")),
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use ed25519_dalek::SigningKey;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::unpack::tests::{RawEntry, raw_tar};
+    use crate::{build_manifest, verify_bundle, write_signed};
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[9; 32])
+    }
+
+    /// A signed bundle directory and its archive.
+    fn bundle() -> (tempfile::TempDir, Manifest, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("bundle");
+        for (path, contents) in [
+            ("bin/tool", &b"#!/bin/true\n"[..]),
+            ("debs/a_1_all.deb", b"DEB-PAYLOAD"),
+            (
+                "images/a-very-long-image-name-to-need-long-paths/blobs/sha256/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                b"blob",
+            ),
+        ] {
+            let path = root.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, contents).unwrap();
+        }
+        let created = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let manifest = build_manifest(&root, "1.0.0", created, vec![]).unwrap();
+        write_signed(&root, &manifest, &key()).unwrap();
+        let mut bytes = Vec::new();
+        write_archive(&root, &manifest, &mut bytes).unwrap();
+        (dir, manifest, bytes)
+    }
+
+    fn verify_bytes(dir: &Path, bytes: &[u8]) -> Result<Manifest, BundleError> {
+        let path = dir.join("test.tar.zst");
+        fs::write(&path, bytes).unwrap();
+        verify_bundle(&path, &key().verifying_key()).map(|verified| verified.manifest)
+    }
+
+    fn tar_of(bytes: &[u8]) -> Vec<u8> {
+        zstd::decode_all(bytes).unwrap()
+    }
+
+    fn zst(tar: &[u8]) -> Vec<u8> {
+        zstd::encode_all(tar, 3).unwrap()
+    }
+
+    #[test]
+    fn an_archive_is_deterministic_and_verifies() {
+        let (dir, manifest, bytes) = bundle();
+        let mut again = Vec::new();
+        write_archive(&dir.path().join("bundle"), &manifest, &mut again).unwrap();
+        assert_eq!(again, bytes);
+        assert_eq!(verify_bytes(dir.path(), &bytes).unwrap(), manifest);
+
+        let plain = tar_of(&bytes);
+        let mut tar = tar::Archive::new(&plain[..]);
+        let headers: Vec<(String, u32, u64, u64)> = tar
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let header = entry.header();
+                (
+                    entry.path().unwrap().to_string_lossy().into_owned(),
+                    header.mode().unwrap(),
+                    header.mtime().unwrap(),
+                    header.uid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            headers[0],
+            ("manifest.json".into(), 0o644, 1_700_000_000, 0)
+        );
+        assert_eq!(headers[1].0, "manifest.json.sig");
+        assert_eq!(headers[2], ("bin/tool".into(), 0o755, 1_700_000_000, 0));
+        assert!(headers[4].0.ends_with("0123456789abcdef"));
+    }
+
+    #[test]
+    fn a_flipped_byte_names_the_artifact() {
+        let (dir, _, bytes) = bundle();
+        let mut tar = tar_of(&bytes);
+        let at = tar.windows(11).position(|w| w == b"DEB-PAYLOAD").unwrap();
+        tar[at] ^= 1;
+        let error = verify_bytes(dir.path(), &zst(&tar)).unwrap_err();
+        assert!(
+            matches!(&error, BundleError::Sha256Mismatch { path, .. } if path == "debs/a_1_all.deb"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn an_edited_manifest_is_a_bad_signature() {
+        let (dir, _, bytes) = bundle();
+        let mut tar = tar_of(&bytes);
+        let needle = b"\"version\": \"1.0.0\"";
+        let at = tar.windows(needle.len()).position(|w| w == needle).unwrap();
+        tar[at + needle.len() - 2] = b'1';
+        let error = verify_bytes(dir.path(), &zst(&tar)).unwrap_err();
+        assert!(matches!(error, BundleError::BadSignature), "{error:?}");
+    }
+
+    #[test]
+    fn hostile_entries_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&[RawEntry<'_>], &str); 4] = [
+            (
+                &[("../escape", EntryType::Regular, "", b"x")],
+                "`..` in the path",
+            ),
+            (
+                &[("/etc/passwd", EntryType::Regular, "", b"x")],
+                "absolute path",
+            ),
+            (
+                &[("bin/tool", EntryType::Symlink, "/etc/shadow", b"")],
+                "symlink to an absolute path",
+            ),
+            (
+                &[("bin/tool", EntryType::Symlink, "other", b"")],
+                "links are not allowed in a bundle",
+            ),
+        ];
+        for (entries, reason) in cases {
+            let error = verify_bytes(dir.path(), &zst(&raw_tar(entries))).unwrap_err();
+            assert!(
+                matches!(&error, BundleError::UnsafeEntry { reason: found, .. } if *found == reason),
+                "{entries:?}: {error:?}"
+            );
+        }
+        let twice = raw_tar(&[
+            ("bin/tool", EntryType::Regular, "", b"a"),
+            ("./bin/tool", EntryType::Regular, "", b"b"),
+        ]);
+        let error = verify_bytes(dir.path(), &zst(&twice)).unwrap_err();
+        assert!(
+            matches!(&error, BundleError::DuplicateEntry { path } if path == "bin/tool"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn an_extra_entry_and_a_missing_one_are_named() {
+        let (dir, manifest, bytes) = bundle();
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+        let plain = tar_of(&bytes);
+        let mut tar = tar::Archive::new(&plain[..]);
+        for entry in tar.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            entries.push((path, data));
+        }
+        let rebuild = |entries: &[(String, Vec<u8>)]| {
+            let mut builder = tar::Builder::new(Vec::new());
+            for (path, data) in entries {
+                let mut header = Header::new_gnu();
+                header.set_size(data.len() as u64);
+                header.set_mode(0o644);
+                builder.append_data(&mut header, path, &data[..]).unwrap();
+            }
+            zst(&builder.into_inner().unwrap())
+        };
+        let mut extra = entries.clone();
+        extra.push(("debs/evil.deb".into(), b"x".to_vec()));
+        let error = verify_bytes(dir.path(), &rebuild(&extra)).unwrap_err();
+        assert!(
+            matches!(&error, BundleError::UnlistedFile { path } if path == "debs/evil.deb"),
+            "{error:?}"
+        );
+        let missing: Vec<_> = entries
+            .iter()
+            .filter(|(path, _)| path != "bin/tool")
+            .cloned()
+            .collect();
+        let error = verify_bytes(dir.path(), &rebuild(&missing)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "artifact bin/tool: missing from the bundle"
+        );
+        // Reading only the manifest (for `inspect`) works on any order of entries.
+        let path = dir.path().join("reordered.tar.zst");
+        let mut reordered = entries.clone();
+        reordered.reverse();
+        fs::write(&path, rebuild(&reordered)).unwrap();
+        assert_eq!(crate::read_manifest(&path).unwrap(), manifest);
+    }
+}

@@ -1,0 +1,972 @@
+//! The bundle spec: the YAML file that tells `bundle build` what goes into a bundle.
+//!
+//! ```yaml
+//! apiVersion: metalk8s.io/v1alpha1
+//! kind: BundleSpec
+//! version: 1.0.0
+//! packages:
+//!   - jq                                  # from APT, with every dependency
+//!   - name: containerd
+//!     version: 1.6.20~ds1-1+b1
+//!   - path: local/tool_1.0_amd64.deb      # a local file; its dependencies come from APT
+//! binaries:
+//!   - name: kubeadm
+//!     version: 1.30.2
+//!     url: https://dl.k8s.io/release/v1.30.2/bin/linux/amd64/kubeadm
+//!     sha256: 0f5f8c…
+//!   - name: helper
+//!     version: 0.3.0
+//!     path: build/helper
+//! images:
+//!   - name: pause
+//!     tag: "3.9"
+//!     ociLayout: images/pause            # or dockerArchive: FILE.tar, or docker: REF
+//! manifests:
+//!   - path: manifests/calico.yaml
+//!     version: 3.27.0
+//! ```
+//!
+//! Paths are relative to the spec file. Every problem found is reported at once, each
+//! naming the file, the line and the field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+
+/// `kind` of a bundle spec (its `apiVersion` is [`crate::API_VERSION`]).
+pub const SPEC_KIND: &str = "BundleSpec";
+
+/// A spec that parsed and passed every check; local paths are resolved against the
+/// directory of the spec file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleSpec {
+    /// The spec file it was read from.
+    pub file: PathBuf,
+    pub version: String,
+    pub packages: Vec<PackageSource>,
+    pub binaries: Vec<BinarySpec>,
+    pub images: Vec<ImageSpec>,
+    pub manifests: Vec<ManifestFileSpec>,
+}
+
+/// A path from the spec: as written (for messages and origins) and resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPath {
+    pub written: String,
+    pub resolved: PathBuf,
+}
+
+/// An OS package: by name from the machine's APT sources, or a local `.deb` file. Both
+/// have their dependencies resolved by APT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageSource {
+    Apt {
+        name: String,
+        version: Option<String>,
+    },
+    File(LocalPath),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinarySpec {
+    /// File name under `bin/`.
+    pub name: String,
+    pub version: String,
+    pub source: BinarySource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinarySource {
+    /// Downloaded (through the cache) and checked against the pinned sha256.
+    Url { url: String, sha256: String },
+    /// A local file, checked against `sha256` when one is given.
+    File {
+        path: LocalPath,
+        sha256: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// Repository name; the image lands in `images/<name>/`.
+    pub name: String,
+    pub tag: String,
+    pub source: ImageSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A directory holding an OCI image layout.
+    OciLayout(LocalPath),
+    /// The output of `docker save` (legacy or OCI format).
+    DockerArchive(LocalPath),
+    /// An image of the local docker daemon, exported with `docker save`.
+    Docker(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFileSpec {
+    /// Component name (default: the file name without its extension).
+    pub name: String,
+    /// Component version (default: the bundle version).
+    pub version: String,
+    pub path: LocalPath,
+}
+
+/// Why a spec file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read bundle spec {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bundle spec {}: not valid YAML for a BundleSpec", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    #[error("bundle spec {}: {} problem(s)\n{}", path.display(), problems.len(), ProblemList(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<SpecProblem>,
+    },
+}
+
+/// One problem in a spec: where, which field, what, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    pub line: u64,
+    pub column: u64,
+    /// Like `binaries[1].sha256`.
+    pub field: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.field, self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n    hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+struct ProblemList<'a>(&'a [SpecProblem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, problem) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl SpecError {
+    /// The problems of an invalid spec (empty for read and parse errors).
+    pub fn problems(&self) -> &[SpecProblem] {
+        match self {
+            SpecError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+/// Reads, parses and checks the spec file at `path`.
+pub fn load_spec(path: &Path) -> Result<BundleSpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_spec(&text, path, base)
+}
+
+/// Parses and checks spec text; `file` names it in messages and relative paths are
+/// resolved against `base`.
+pub fn parse_spec(text: &str, file: &Path, base: &Path) -> Result<BundleSpec, SpecError> {
+    let raw: RawSpec = serde_saphyr::from_str(text).map_err(|source| SpecError::Parse {
+        path: file.to_owned(),
+        source: Box::new(source),
+    })?;
+    let mut checker = Checker {
+        base,
+        problems: Vec::new(),
+    };
+    let spec = checker.spec(raw, file);
+    if checker.problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(SpecError::Invalid {
+            path: file.to_owned(),
+            problems: checker.problems,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSpec {
+    api_version: Spanned<String>,
+    kind: Spanned<String>,
+    version: Spanned<String>,
+    #[serde(default)]
+    packages: Vec<Spanned<RawPackage>>,
+    #[serde(default)]
+    binaries: Vec<Spanned<RawBinary>>,
+    #[serde(default)]
+    images: Vec<Spanned<RawImage>>,
+    #[serde(default)]
+    manifests: Vec<Spanned<RawManifestFile>>,
+}
+
+/// A package entry: a bare name, or a map.
+#[derive(Default)]
+struct RawPackage {
+    name: Option<String>,
+    version: Option<String>,
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackageFields {
+    name: Option<String>,
+    version: Option<String>,
+    path: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawPackage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PackageVisitor;
+        impl<'de> Visitor<'de> for PackageVisitor {
+            type Value = RawPackage;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a package name or a map with `name` (and `version`) or `path`")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<RawPackage, E> {
+                Ok(RawPackage {
+                    name: Some(name.to_owned()),
+                    ..RawPackage::default()
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPackage, A::Error> {
+                let fields =
+                    RawPackageFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawPackage {
+                    name: fields.name,
+                    version: fields.version,
+                    path: fields.path,
+                })
+            }
+        }
+        deserializer.deserialize_any(PackageVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinary {
+    name: Option<String>,
+    version: Option<String>,
+    url: Option<String>,
+    path: Option<String>,
+    sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawImage {
+    name: Option<String>,
+    tag: Option<String>,
+    oci_layout: Option<String>,
+    docker_archive: Option<String>,
+    docker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifestFile {
+    path: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+}
+
+struct Checker<'a> {
+    base: &'a Path,
+    problems: Vec<SpecProblem>,
+}
+
+/// Where an entry starts in the spec file.
+#[derive(Clone, Copy)]
+struct At {
+    line: u64,
+    column: u64,
+}
+
+impl<T> From<&Spanned<T>> for At {
+    fn from(spanned: &Spanned<T>) -> Self {
+        At {
+            line: spanned.referenced.line(),
+            column: spanned.referenced.column(),
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, at: At, field: String, message: impl Into<String>, hint: Option<&str>) {
+        self.problems.push(SpecProblem {
+            line: at.line,
+            column: at.column,
+            field,
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        });
+    }
+
+    fn spec(&mut self, raw: RawSpec, file: &Path) -> BundleSpec {
+        if raw.api_version.value != crate::API_VERSION {
+            self.problem(
+                At::from(&raw.api_version),
+                "apiVersion".into(),
+                format!(
+                    "expected {:?}, found {:?}",
+                    crate::API_VERSION,
+                    raw.api_version.value
+                ),
+                None,
+            );
+        }
+        if raw.kind.value != SPEC_KIND {
+            self.problem(
+                At::from(&raw.kind),
+                "kind".into(),
+                format!("expected {SPEC_KIND:?}, found {:?}", raw.kind.value),
+                None,
+            );
+        }
+        let version = raw.version.value.trim().to_owned();
+        if version.is_empty() {
+            self.problem(
+                At::from(&raw.version),
+                "version".into(),
+                "must not be empty",
+                Some("the bundle's own version, usually the metalk8s release"),
+            );
+        }
+        let packages = raw
+            .packages
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, entry)| self.package(index, entry))
+            .collect();
+        let binaries = raw
+            .binaries
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, entry)| self.binary(index, entry))
+            .collect::<Vec<_>>();
+        self.unique(
+            "binaries",
+            binaries
+                .iter()
+                .map(|b: &(At, BinarySpec)| (b.0, b.1.name.as_str())),
+        );
+        let images = raw
+            .images
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, entry)| self.image(index, entry))
+            .collect::<Vec<_>>();
+        self.unique(
+            "images",
+            images
+                .iter()
+                .map(|i: &(At, ImageSpec)| (i.0, i.1.name.as_str())),
+        );
+        self.nested_image_names(&images);
+        let manifests = raw
+            .manifests
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, entry)| self.manifest_file(index, entry, &version))
+            .collect::<Vec<_>>();
+        let file_names: Vec<(At, String)> = manifests
+            .iter()
+            .map(|(at, m): &(At, ManifestFileSpec)| (*at, file_name(&m.path.resolved)))
+            .collect();
+        self.unique(
+            "manifests",
+            file_names.iter().map(|(at, name)| (*at, name.as_str())),
+        );
+        BundleSpec {
+            file: file.to_owned(),
+            version,
+            packages,
+            binaries: binaries.into_iter().map(|(_, b)| b).collect(),
+            images: images.into_iter().map(|(_, i)| i).collect(),
+            manifests: manifests.into_iter().map(|(_, m)| m).collect(),
+        }
+    }
+
+    fn package(&mut self, index: usize, entry: Spanned<RawPackage>) -> Option<PackageSource> {
+        let at = At::from(&entry);
+        let field = |name: &str| format!("packages[{index}]{name}");
+        let raw = entry.value;
+        match (raw.name, raw.path) {
+            (Some(name), None) => {
+                if !is_debian_package_name(&name) {
+                    self.problem(
+                        at,
+                        field(".name"),
+                        format!("{name:?} is not a Debian package name"),
+                        Some("lower-case letters, digits, `+`, `-` and `.`, optionally `:ARCH`"),
+                    );
+                    return None;
+                }
+                if raw.version.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    self.problem(at, field(".version"), "must not be empty", None);
+                    return None;
+                }
+                Some(PackageSource::Apt {
+                    name,
+                    version: raw.version,
+                })
+            }
+            (None, Some(path)) => {
+                if raw.version.is_some() {
+                    self.problem(
+                        at,
+                        field(".version"),
+                        "a local .deb has the version written in it",
+                        Some("remove `version`, or use `name` to fetch that version from APT"),
+                    );
+                }
+                if !path.ends_with(".deb") {
+                    self.problem(
+                        at,
+                        field(".path"),
+                        format!("{path:?} is not a .deb file"),
+                        Some("only Debian packages are supported today"),
+                    );
+                    return None;
+                }
+                self.existing_file(at, field(".path"), &path)
+                    .map(PackageSource::File)
+            }
+            (Some(_), Some(_)) => {
+                self.problem(
+                    at,
+                    field(""),
+                    "has both `name` and `path`",
+                    Some("`name` fetches from APT, `path` takes a local .deb: keep one"),
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    at,
+                    field(""),
+                    "needs `name` or `path`",
+                    Some("write the package name, e.g. `- jq`, or `- path: FILE.deb`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn binary(&mut self, index: usize, entry: Spanned<RawBinary>) -> Option<(At, BinarySpec)> {
+        let at = At::from(&entry);
+        let field = |name: &str| format!("binaries[{index}].{name}");
+        let raw = entry.value;
+        let name = self.required(at, field("name"), raw.name)?;
+        if !is_file_name(&name) {
+            self.problem(
+                at,
+                field("name"),
+                format!("{name:?} is not a plain file name"),
+                Some("it becomes bin/<name>: letters, digits, `.`, `_`, `+` and `-`"),
+            );
+        }
+        let version = self.required(at, field("version"), raw.version);
+        let sha256 = match raw.sha256 {
+            Some(text) => match normalize_sha256(&text) {
+                Some(hex) => Some(hex),
+                None => {
+                    self.problem(
+                        at,
+                        field("sha256"),
+                        format!("{text:?} is not a sha256 (64 hexadecimal digits)"),
+                        Some("`sha256sum FILE` prints it"),
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let source = match (raw.url, raw.path) {
+            (Some(url), None) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    self.problem(
+                        at,
+                        field("url"),
+                        format!("{url:?} is not an http:// or https:// URL"),
+                        None,
+                    );
+                    return None;
+                }
+                let Some(sha256) = sha256 else {
+                    self.problem(
+                        at,
+                        field("sha256"),
+                        "is required with `url`",
+                        Some("pin the download: the sha256 published next to it, or `sha256sum` of a copy you trust"),
+                    );
+                    return None;
+                };
+                BinarySource::Url { url, sha256 }
+            }
+            (None, Some(path)) => BinarySource::File {
+                path: self.existing_file(at, field("path"), &path)?,
+                sha256,
+            },
+            (Some(_), Some(_)) => {
+                self.problem(
+                    at,
+                    format!("binaries[{index}]"),
+                    "has both `url` and `path`",
+                    Some("keep one source"),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.problem(
+                    at,
+                    format!("binaries[{index}]"),
+                    "needs `url` (with `sha256`) or `path`",
+                    None,
+                );
+                return None;
+            }
+        };
+        Some((
+            at,
+            BinarySpec {
+                name,
+                version: version?,
+                source,
+            },
+        ))
+    }
+
+    fn image(&mut self, index: usize, entry: Spanned<RawImage>) -> Option<(At, ImageSpec)> {
+        let at = At::from(&entry);
+        let field = |name: &str| format!("images[{index}].{name}");
+        let raw = entry.value;
+        let name = self.required(at, field("name"), raw.name)?;
+        if !is_repository_name(&name) {
+            self.problem(
+                at,
+                field("name"),
+                format!("{name:?} is not an image repository name"),
+                Some("lower-case path components like `pause` or `calico/node`"),
+            );
+        }
+        let tag = self.required(at, field("tag"), raw.tag)?;
+        if !is_tag(&tag) {
+            self.problem(
+                at,
+                field("tag"),
+                format!("{tag:?} is not an image tag"),
+                Some(
+                    "letters, digits, `_`, `.` and `-`, at most 128, not starting with `.` or `-`",
+                ),
+            );
+        }
+        let sources = [
+            raw.oci_layout.map(|p| ("ociLayout", p)),
+            raw.docker_archive.map(|p| ("dockerArchive", p)),
+            raw.docker.map(|p| ("docker", p)),
+        ];
+        let mut given = sources.into_iter().flatten();
+        let (Some((kind, value)), None) = (given.next(), given.next()) else {
+            self.problem(
+                at,
+                format!("images[{index}]"),
+                "needs exactly one of `ociLayout`, `dockerArchive` or `docker`",
+                Some("ociLayout: DIR, dockerArchive: FILE.tar (docker save), docker: REF"),
+            );
+            return None;
+        };
+        let source = match kind {
+            "ociLayout" => {
+                let path = self.local(&value);
+                if !path.resolved.join("index.json").is_file() {
+                    self.problem(
+                        at,
+                        field("ociLayout"),
+                        format!("{} is not an OCI image layout", path.resolved.display()),
+                        Some("the directory must hold `oci-layout`, `index.json` and `blobs/`"),
+                    );
+                    return None;
+                }
+                ImageSource::OciLayout(path)
+            }
+            "dockerArchive" => ImageSource::DockerArchive(self.existing_file(
+                at,
+                field("dockerArchive"),
+                &value,
+            )?),
+            _ => {
+                if value.trim().is_empty() {
+                    self.problem(at, field("docker"), "must not be empty", None);
+                    return None;
+                }
+                ImageSource::Docker(value)
+            }
+        };
+        Some((at, ImageSpec { name, tag, source }))
+    }
+
+    fn manifest_file(
+        &mut self,
+        index: usize,
+        entry: Spanned<RawManifestFile>,
+        bundle_version: &str,
+    ) -> Option<(At, ManifestFileSpec)> {
+        let at = At::from(&entry);
+        let field = |name: &str| format!("manifests[{index}].{name}");
+        let raw = entry.value;
+        let written = self.required(at, field("path"), raw.path)?;
+        let path = self.existing_file(at, field("path"), &written)?;
+        let name = raw.name.unwrap_or_else(|| {
+            let stem = path.resolved.file_stem().unwrap_or_default();
+            stem.to_string_lossy().into_owned()
+        });
+        let version = raw.version.unwrap_or_else(|| bundle_version.to_owned());
+        Some((
+            at,
+            ManifestFileSpec {
+                name,
+                version,
+                path,
+            },
+        ))
+    }
+
+    fn required(&mut self, at: At, field: String, value: Option<String>) -> Option<String> {
+        match value {
+            Some(value) if !value.trim().is_empty() => Some(value),
+            Some(_) => {
+                self.problem(at, field, "must not be empty", None);
+                None
+            }
+            None => {
+                self.problem(at, field, "is required", None);
+                None
+            }
+        }
+    }
+
+    fn local(&self, written: &str) -> LocalPath {
+        LocalPath {
+            written: written.to_owned(),
+            resolved: self.base.join(written),
+        }
+    }
+
+    fn existing_file(&mut self, at: At, field: String, written: &str) -> Option<LocalPath> {
+        let path = self.local(written);
+        if path.resolved.is_file() {
+            return Some(path);
+        }
+        self.problem(
+            at,
+            field,
+            format!("{} is not a file", path.resolved.display()),
+            Some("paths are relative to the spec file"),
+        );
+        None
+    }
+
+    fn unique<'n>(&mut self, list: &str, names: impl Iterator<Item = (At, &'n str)>) {
+        let mut seen = std::collections::BTreeMap::new();
+        let mut duplicates = Vec::new();
+        for (index, (at, name)) in names.enumerate() {
+            if let Some(first) = seen.insert(name, index) {
+                duplicates.push((at, name.to_owned(), first));
+            }
+        }
+        for (at, name, first) in duplicates {
+            self.problem(
+                at,
+                list.to_owned(),
+                format!("{name:?} is used twice (first at entry {first})"),
+                Some("each entry needs its own name"),
+            );
+        }
+    }
+
+    /// `images/a/` and `images/a/b/` cannot both be image layouts.
+    fn nested_image_names(&mut self, images: &[(At, ImageSpec)]) {
+        let mut conflicts = Vec::new();
+        for (at, image) in images {
+            for (_, other) in images {
+                if image.name.starts_with(&format!("{}/", other.name)) {
+                    conflicts.push((*at, image.name.clone(), other.name.clone()));
+                }
+            }
+        }
+        for (at, name, outer) in conflicts {
+            self.problem(
+                at,
+                "images".into(),
+                format!("{name:?} would be nested inside image {outer:?}"),
+                Some("rename one of them"),
+            );
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Lower-case hex of a sha256 written as hex (any case), optionally `sha256:`-prefixed.
+pub(crate) fn normalize_sha256(text: &str) -> Option<String> {
+    let hex = text.trim();
+    let hex = hex.strip_prefix("sha256:").unwrap_or(hex);
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_lowercase())
+}
+
+fn is_debian_package_name(name: &str) -> bool {
+    let (package, arch) = match name.split_once(':') {
+        Some((package, arch)) => (package, Some(arch)),
+        None => (name, None),
+    };
+    let package_ok = package.len() >= 2
+        && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && package
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    let arch_ok = arch.is_none_or(|arch| {
+        !arch.is_empty()
+            && arch
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    package_ok && arch_ok
+}
+
+fn is_file_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+}
+
+/// The OCI distribution grammar for repository names: lower-case components separated by
+/// `/`, each made of alphanumerics joined by `.`, `_`, `__` or dashes.
+pub(crate) fn is_repository_name(name: &str) -> bool {
+    name.len() <= 255
+        && name.split('/').all(|component| {
+            let bytes = component.as_bytes();
+            !bytes.is_empty()
+                && bytes[0].is_ascii_alphanumeric()
+                && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+                && component
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && !component.contains("..")
+        })
+}
+
+pub(crate) fn is_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in(dir: &Path, text: &str) -> Result<BundleSpec, SpecError> {
+        parse_spec(text, &dir.join("bundle.yaml"), dir)
+    }
+
+    fn problems(dir: &Path, text: &str) -> Vec<SpecProblem> {
+        match parse_in(dir, text) {
+            Err(SpecError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    const HEADER: &str = "apiVersion: metalk8s.io/v1alpha1\nkind: BundleSpec\nversion: 1.0.0\n";
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_full_spec_resolves_paths_against_the_spec_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tool_1.0_amd64.deb"), b"x").unwrap();
+        std::fs::write(dir.path().join("helper"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("pause")).unwrap();
+        std::fs::write(dir.path().join("pause/index.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("calico.yaml"), b"x").unwrap();
+        let text = format!(
+            "{HEADER}packages:\n  - jq\n  - name: containerd\n    version: 1.6.20\n  - path: tool_1.0_amd64.deb\n\
+             binaries:\n  - name: kubeadm\n    version: 1.30.2\n    url: https://example.com/kubeadm\n    sha256: sha256:{}\n\
+             \x20 - name: helper\n    version: 0.3.0\n    path: helper\n\
+             images:\n  - name: pause\n    tag: \"3.9\"\n    ociLayout: pause\n  - name: calico/node\n    tag: v3.27.0\n    docker: calico/node:v3.27.0\n\
+             manifests:\n  - path: calico.yaml\n",
+            SHA.to_uppercase()
+        );
+        let spec = parse_in(dir.path(), &text).unwrap();
+        assert_eq!(spec.version, "1.0.0");
+        assert_eq!(
+            spec.packages,
+            vec![
+                PackageSource::Apt {
+                    name: "jq".into(),
+                    version: None
+                },
+                PackageSource::Apt {
+                    name: "containerd".into(),
+                    version: Some("1.6.20".into())
+                },
+                PackageSource::File(LocalPath {
+                    written: "tool_1.0_amd64.deb".into(),
+                    resolved: dir.path().join("tool_1.0_amd64.deb"),
+                }),
+            ]
+        );
+        assert_eq!(
+            spec.binaries[0].source,
+            BinarySource::Url {
+                url: "https://example.com/kubeadm".into(),
+                sha256: SHA.into()
+            }
+        );
+        assert_eq!(
+            spec.images[1].source,
+            ImageSource::Docker("calico/node:v3.27.0".into())
+        );
+        assert_eq!(spec.manifests[0].name, "calico");
+        assert_eq!(spec.manifests[0].version, "1.0.0");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{HEADER}binaries:\n  - name: a\n    version: 1\n    url: https://example.com/a\n\
+             \x20 - name: b\n    version: 1\n    url: https://example.com/b\n    path: b\n\
+             \x20 - name: c\n    version: 1\n    path: missing\n    sha256: {SHA}\n\
+             images:\n  - name: Pause\n    tag: \"3.9\"\n    docker: pause:3.9\n"
+        );
+        let found = problems(dir.path(), &text);
+        let fields: Vec<(u64, &str)> = found.iter().map(|p| (p.line, p.field.as_str())).collect();
+        assert_eq!(
+            fields,
+            vec![
+                (5, "binaries[0].sha256"),
+                (8, "binaries[1]"),
+                (12, "binaries[2].path"),
+                (17, "images[0].name"),
+            ]
+        );
+        assert!(
+            found[0]
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("pin the download")
+        );
+        let message = SpecError::Invalid {
+            path: dir.path().join("bundle.yaml"),
+            problems: found,
+        }
+        .to_string();
+        assert!(message.contains("bundle.yaml: 4 problem(s)"), "{message}");
+        assert!(
+            message.contains("5:5: binaries[0].sha256: is required with `url`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{HEADER}binaries:\n  - name: a\n    versoin: 1\n");
+        let error = parse_in(dir.path(), &text).unwrap_err();
+        let SpecError::Parse { source, .. } = &error else {
+            panic!("{error:?}");
+        };
+        let rendered = source.to_string();
+        assert!(rendered.contains("line 6"), "{rendered}");
+        assert!(rendered.contains("versoin"), "{rendered}");
+        assert!(error.to_string().contains("bundle.yaml"));
+    }
+
+    #[test]
+    fn header_sources_and_duplicates_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "apiVersion: v1\nkind: Bundle\nversion: \"\"\n\
+                    packages:\n  - {}\n  - Not_A_Package\n  - name: a\n    path: b.deb\n\
+                    binaries:\n  - name: x\n    version: 1\n    url: ftp://h/x\n    sha256: abc\n\
+                    images:\n  - name: a\n    tag: t\n  - name: a\n    tag: t\n    docker: a\n  - name: a/b\n    tag: t\n    docker: a/b\n";
+        let found = problems(dir.path(), text);
+        let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "apiVersion",
+                "kind",
+                "version",
+                "packages[0]",
+                "packages[1].name",
+                "packages[2]",
+                "binaries[0].sha256",
+                "images[0]",
+                "images",
+            ],
+            "{found:#?}"
+        );
+        assert!(found[8].message.contains("nested inside image \"a\""));
+    }
+
+    #[test]
+    fn names_follow_their_grammars() {
+        assert!(is_repository_name("calico/node"));
+        assert!(is_repository_name("kube-apiserver"));
+        assert!(!is_repository_name("Calico"));
+        assert!(!is_repository_name("a//b"));
+        assert!(!is_repository_name("-a"));
+        assert!(is_tag("v1.30.2"));
+        assert!(!is_tag(".hidden"));
+        assert!(is_debian_package_name("libc6:amd64"));
+        assert!(!is_debian_package_name("a"));
+        assert_eq!(normalize_sha256(&format!(" {SHA} ")).as_deref(), Some(SHA));
+        assert_eq!(normalize_sha256("abc"), None);
+    }
+}

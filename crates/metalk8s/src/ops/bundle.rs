@@ -1,0 +1,412 @@
+//! `deploy --bundle`: the offline bundle, verified here, staged on the bootstrap node under
+//! `/var/lib/metalk8s/bundles/<version>/` with `current` pointing at it; and which bundle
+//! is staged there, for the planner (`metalk8s_plan::StagedBundle`).
+//!
+//! Staging is resumable and never exposes half a bundle: files go to `<version>.partial`,
+//! are checked there with `sha256sum -c` against the manifest, and the directory is renamed
+//! into place only then; `current` moves last, atomically (a new link renamed over it). A
+//! version already staged with the same manifest bytes is not uploaded again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use metalk8s_bundle::{ArtifactKind, MANIFEST_FILE, Manifest, SIGNATURE_FILE, VerifiedBundle};
+use metalk8s_model::repository as repo;
+use metalk8s_plan::{BundleImage, StagedBundle};
+use metalk8s_transport::{Command, Host};
+use sha2::{Digest, Sha256};
+
+use crate::exit::Failure;
+
+/// The bundle given to `deploy`, not yet checked.
+#[derive(Clone, Debug)]
+pub struct BundleSource {
+    /// A bundle directory or `.tar.zst`.
+    pub path: PathBuf,
+    /// The trusted public key: 64 hex digits or a file holding them.
+    pub public_key: String,
+}
+
+/// A verified bundle directory on this machine (an archive is unpacked into `_scratch`).
+struct LocalBundle {
+    dir: PathBuf,
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// What the planner needs to know of a bundle.
+pub fn staged_bundle(manifest: &Manifest) -> StagedBundle {
+    let mut images: Vec<BundleImage> = manifest
+        .artifacts
+        .iter()
+        .filter(|artifact| artifact.kind == ArtifactKind::OciLayout)
+        .filter_map(|artifact| {
+            let name = artifact
+                .path
+                .strip_prefix("images/")?
+                .strip_suffix("/index.json")?;
+            let component = manifest.components.iter().find(|c| c.name == name)?;
+            Some(BundleImage {
+                name: name.to_owned(),
+                tag: component.version.clone(),
+            })
+        })
+        .collect();
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut packages: Vec<String> = manifest
+        .artifacts
+        .iter()
+        .filter(|artifact| artifact.kind == ArtifactKind::Deb)
+        .filter_map(|artifact| {
+            let file = artifact.path.rsplit('/').next()?;
+            Some(file.split('_').next()?.to_owned())
+        })
+        .collect();
+    packages.sort();
+    packages.dedup();
+    StagedBundle {
+        version: manifest.version.clone(),
+        dir: repo::bundle_dir(&manifest.version),
+        images,
+        packages,
+    }
+}
+
+/// Verifies `source` here, then stages it on the bootstrap node (a dry run only says what
+/// it would stage) and returns what is staged.
+pub async fn stage(
+    bootstrap: &Arc<dyn Host>,
+    source: &BundleSource,
+    dry_run: bool,
+) -> Result<StagedBundle, Failure> {
+    let source = source.clone();
+    let local = tokio::task::spawn_blocking(move || verified_locally(&source))
+        .await
+        .map_err(|error| Failure::problem(miette::miette!("bundle verification: {error}")))??;
+    let staged = staged_bundle(&local.manifest);
+    check_version(&staged.version)?;
+    let manifest_sha256 = hex::encode(Sha256::digest(&local.manifest_bytes));
+    let remote_sha256 = run(
+        bootstrap.as_ref(),
+        &format!(
+            "sha256sum {}/{MANIFEST_FILE} 2>/dev/null | cut -d' ' -f1; true",
+            staged.dir
+        ),
+    )
+    .await?;
+    let already = remote_sha256.trim() == manifest_sha256;
+    if dry_run {
+        eprintln!(
+            "bundle {}: {} on {}",
+            staged.version,
+            if already {
+                format!("already staged in {}", staged.dir)
+            } else {
+                format!(
+                    "would be staged in {} ({} files)",
+                    staged.dir,
+                    local.manifest.artifacts.len() + 2
+                )
+            },
+            bootstrap.name()
+        );
+        return Ok(staged);
+    }
+    if already {
+        eprintln!(
+            "bundle {}: already staged on {}",
+            staged.version,
+            bootstrap.name()
+        );
+    } else {
+        upload(bootstrap.as_ref(), &local, &staged).await?;
+    }
+    run(
+        bootstrap.as_ref(),
+        &format!(
+            "ln -sfn {version} {current}.new && mv -T {current}.new {current}",
+            version = staged.version,
+            current = repo::CURRENT_BUNDLE
+        ),
+    )
+    .await?;
+    Ok(staged)
+}
+
+/// The bundle `current` points at on the bootstrap node, if any.
+pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, Failure> {
+    let output = bootstrap
+        .run(
+            &Command::new(format!(
+                "test -L {current} || exit 3; cat {current}/{MANIFEST_FILE}",
+                current = repo::CURRENT_BUNDLE
+            ))
+            .as_root(),
+        )
+        .await
+        .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
+    if output.status == 3 {
+        return Ok(None);
+    }
+    if !output.success() {
+        return Err(Failure::problem(miette::miette!(
+            "{}: cannot read the staged bundle's manifest {}/{MANIFEST_FILE}: {}",
+            bootstrap.name(),
+            repo::CURRENT_BUNDLE,
+            output.stderr_text().trim()
+        )));
+    }
+    let manifest = Manifest::from_json(&output.stdout).map_err(|error| {
+        Failure::problem(miette::miette!(
+            "{}: the staged bundle's manifest is unreadable: {error}",
+            bootstrap.name()
+        ))
+    })?;
+    Ok(Some(staged_bundle(&manifest)))
+}
+
+/// The version names a directory: nothing that could climb out of the bundles directory.
+fn check_version(version: &str) -> Result<(), Failure> {
+    let valid = !version.is_empty()
+        && !version.starts_with('.')
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+~-".contains(c));
+    if valid && version != "current" {
+        Ok(())
+    } else {
+        Err(Failure::invalid(miette::miette!(
+            "bundle version {version:?} cannot name a directory on the bootstrap node"
+        )))
+    }
+}
+
+fn verified_locally(source: &BundleSource) -> Result<LocalBundle, Failure> {
+    let key = metalk8s_bundle::public_key_from_hex_or_file(&source.public_key)
+        .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;
+    let verify = |path: &Path| -> Result<VerifiedBundle, Failure> {
+        metalk8s_bundle::verify_bundle(path, &key).map_err(|error| {
+            Failure::invalid(miette::miette!(
+                "bundle {} does not verify: {}",
+                source.path.display(),
+                metalk8s_model::report::error_chain(&error)
+            ))
+        })
+    };
+    let verified = verify(&source.path)?;
+    let (dir, scratch) = if source.path.is_dir() {
+        (source.path.clone(), None)
+    } else {
+        // Unpacked only once the archive verified; the copy is verified again, as what is
+        // uploaded is the copy.
+        let scratch = tempfile::tempdir().map_err(|error| {
+            Failure::problem(miette::miette!("cannot make a scratch directory: {error}"))
+        })?;
+        unpack(&source.path, scratch.path())?;
+        verify(scratch.path())?;
+        (scratch.path().to_owned(), Some(scratch))
+    };
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest_bytes = std::fs::read(&manifest_path).map_err(|error| {
+        Failure::problem(miette::miette!(
+            "cannot read {}: {error}",
+            manifest_path.display()
+        ))
+    })?;
+    Ok(LocalBundle {
+        dir,
+        manifest: verified.manifest,
+        manifest_bytes,
+        _scratch: scratch,
+    })
+}
+
+/// Unpacks a `.tar.zst` bundle; `unpack_in` refuses entries that would land outside `into`.
+fn unpack(archive: &Path, into: &Path) -> Result<(), Failure> {
+    let failed = |error: std::io::Error| {
+        Failure::problem(miette::miette!(
+            "cannot unpack {}: {error}",
+            archive.display()
+        ))
+    };
+    let file = std::fs::File::open(archive).map_err(failed)?;
+    let decoder = zstd::Decoder::new(file).map_err(failed)?;
+    let mut tar = tar::Archive::new(decoder);
+    for entry in tar.entries().map_err(failed)? {
+        let mut entry = entry.map_err(failed)?;
+        if !entry.unpack_in(into).map_err(failed)? {
+            return Err(Failure::invalid(miette::miette!(
+                "{}: an entry points outside the bundle",
+                archive.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn upload(
+    host: &dyn Host,
+    local: &LocalBundle,
+    staged: &StagedBundle,
+) -> Result<(), Failure> {
+    let partial = format!("{}.partial", staged.dir);
+    let mut directories: Vec<String> = local
+        .manifest
+        .artifacts
+        .iter()
+        .filter_map(|artifact| {
+            let (parent, _) = artifact.path.rsplit_once('/')?;
+            Some(format!("{partial}/{parent}"))
+        })
+        .collect();
+    directories.sort();
+    directories.dedup();
+    run(
+        host,
+        &format!(
+            "rm -rf {partial} && mkdir -p -m 0755 {} {partial} && chmod 0755 {}",
+            repo::BUNDLES_DIR,
+            repo::BUNDLES_DIR
+        ),
+    )
+    .await?;
+    for chunk in directories.chunks(200) {
+        run(host, &format!("mkdir -p {}", chunk.join(" "))).await?;
+    }
+    let total = local.manifest.artifacts.len();
+    eprintln!(
+        "bundle {}: uploading {total} files to {}:{}",
+        staged.version,
+        host.name(),
+        staged.dir
+    );
+    for artifact in &local.manifest.artifacts {
+        let contents = std::fs::read(local.dir.join(&artifact.path)).map_err(|error| {
+            Failure::problem(miette::miette!("cannot read {}: {error}", artifact.path))
+        })?;
+        let mode = if artifact.kind == ArtifactKind::Binary {
+            0o755
+        } else {
+            0o644
+        };
+        put(
+            host,
+            &format!("{partial}/{}", artifact.path),
+            &contents,
+            mode,
+        )
+        .await?;
+    }
+    let signature = std::fs::read(local.dir.join(SIGNATURE_FILE)).map_err(|error| {
+        Failure::problem(miette::miette!("cannot read {SIGNATURE_FILE}: {error}"))
+    })?;
+    put(
+        host,
+        &format!("{partial}/{SIGNATURE_FILE}"),
+        &signature,
+        0o644,
+    )
+    .await?;
+    put(
+        host,
+        &format!("{partial}/{MANIFEST_FILE}"),
+        &local.manifest_bytes,
+        0o644,
+    )
+    .await?;
+    // Every file checked where it landed, then the directory renamed into place.
+    let mut sums = String::new();
+    for artifact in &local.manifest.artifacts {
+        sums.push_str(&format!("{}  {}\n", artifact.sha256, artifact.path));
+    }
+    let check = Command::new(format!(
+        "cd {partial} && sha256sum --quiet --strict -c - && rm -rf {dir} && mv {partial} {dir}",
+        dir = staged.dir
+    ))
+    .as_root()
+    .stdin(sums.into_bytes());
+    let output = host
+        .run(&check)
+        .await
+        .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
+    if !output.success() {
+        return Err(Failure::problem(miette::miette!(
+            "{}: the staged bundle does not match its manifest: {}{}",
+            host.name(),
+            output.stdout_text().trim(),
+            output.stderr_text().trim()
+        )));
+    }
+    Ok(())
+}
+
+async fn put(host: &dyn Host, path: &str, contents: &[u8], mode: u32) -> Result<(), Failure> {
+    host.upload(path, contents, mode, true)
+        .await
+        .map_err(|error| {
+            Failure::problem(miette::miette!(
+                "cannot upload {path} to {}: {}",
+                host.name(),
+                metalk8s_model::report::error_chain(&error)
+            ))
+        })
+}
+
+/// Runs `script` as root on `host`; its standard output, or a failure naming the host.
+async fn run(host: &dyn Host, script: &str) -> Result<String, Failure> {
+    let output = host
+        .run(&Command::new(script).as_root())
+        .await
+        .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
+    if !output.success() {
+        return Err(Failure::problem(miette::miette!(
+            "{}: `{script}` failed: {}",
+            host.name(),
+            output.stderr_text().trim()
+        )));
+    }
+    Ok(output.stdout_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_that_could_escape_the_bundles_directory_are_refused() {
+        for good in ["1.0.0", "2024.1-rc1", "1.0+build~1"] {
+            assert!(check_version(good).is_ok(), "{good}");
+        }
+        for bad in ["", "..", "../x", "a/b", ".hidden", "current", "a b"] {
+            assert!(check_version(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_planner_learns_the_images_and_packages_of_the_manifest() {
+        let manifest = Manifest::from_json(
+            br#"{"apiVersion":"metalk8s.io/v1alpha1","kind":"BundleManifest","version":"1.2.3",
+            "created":"2026-01-01T00:00:00Z",
+            "components":[{"name":"pause","version":"3.9","origin":"oci-layout:x"},
+                          {"name":"containerd","version":"1.6.20","origin":"http://x"}],
+            "artifacts":[
+              {"path":"debs/containerd_1.6.20~ds1-1+b1_amd64.deb","kind":"deb","sha256":"00","size":1},
+              {"path":"debs/runc_1.1.5+ds1-1+deb12u1_amd64.deb","kind":"deb","sha256":"00","size":1},
+              {"path":"images/pause/index.json","kind":"ociLayout","sha256":"00","size":1},
+              {"path":"images/pause/oci-layout","kind":"ociLayout","sha256":"00","size":1}]}"#,
+        )
+        .unwrap();
+        let staged = staged_bundle(&manifest);
+        assert_eq!(staged.version, "1.2.3");
+        assert_eq!(staged.dir, "/var/lib/metalk8s/bundles/1.2.3");
+        assert_eq!(staged.packages, ["containerd", "runc"]);
+        assert_eq!(
+            staged.images,
+            [BundleImage {
+                name: "pause".to_owned(),
+                tag: "3.9".to_owned()
+            }]
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! The etcd members of an inventory with their connections, for `metalk8s etcd` and for
+//! the deploy's health gate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metalk8s_engine::executor::Gate;
+use metalk8s_etcd::{EtcdCluster, Member, wait_healthy};
+use metalk8s_model::Facts;
+use metalk8s_model::inventory::{Inventory, Role};
+use metalk8s_model::report::error_chain;
+use metalk8s_precheck::GatherRequest;
+use metalk8s_transport::{ConnectOptions, Host};
+
+use crate::exit::Failure;
+
+/// How long the health gate waits for every member to be healthy.
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The members, from connections already open (deploy).
+pub fn cluster(
+    inventory: &Inventory,
+    hosts: &BTreeMap<String, Arc<dyn Host>>,
+    facts: &BTreeMap<String, Facts>,
+) -> EtcdCluster {
+    let addresses = super::pki::addresses(inventory, facts);
+    EtcdCluster {
+        token: inventory.name.clone(),
+        members: inventory
+            .nodes_with(Role::Etcd)
+            .filter_map(|node| {
+                Some(Member {
+                    name: node.name.clone(),
+                    ip: *addresses.control_plane_ips.get(&node.name)?,
+                    host: hosts.get(&node.name).cloned(),
+                    unreachable: None,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The members and the bootstrap node, connected; a member that cannot be reached is
+/// kept, without a connection (status reports it, other operations refuse to run).
+pub async fn connect(
+    inventory: &Inventory,
+    options: &ConnectOptions,
+) -> Result<(EtcdCluster, Option<Arc<dyn Host>>), Failure> {
+    let mut wanted = inventory.clone();
+    wanted
+        .nodes
+        .retain(|node| node.has_role(Role::Etcd) || node.has_role(Role::Bootstrap));
+    let connections = metalk8s_transport::connect_all(&wanted, options).await;
+    let mut hosts = BTreeMap::new();
+    let mut unreachable = BTreeMap::new();
+    for (node, connection) in connections {
+        match connection {
+            Ok(host) => {
+                hosts.insert(node, host);
+            }
+            Err(error) => {
+                unreachable.insert(node, error_chain(&error));
+            }
+        }
+    }
+    let mut members = Vec::new();
+    for node in inventory.nodes_with(Role::Etcd) {
+        let host = hosts.get(&node.name).cloned();
+        let ip = match (node.control_plane_ip, &host) {
+            (Some(ip), _) => ip,
+            (None, Some(host)) => {
+                let facts =
+                    metalk8s_precheck::gather(host.as_ref(), &GatherRequest::for_planning())
+                        .await
+                        .map_err(|error| {
+                            Failure::problem(miette::miette!(
+                                "{}: {}",
+                                node.name,
+                                error_chain(&error)
+                            ))
+                        })?;
+                metalk8s_plan::control_plane_ip(inventory, node, &facts).ok_or_else(|| {
+                    Failure::problem(miette::miette!(
+                        help = "set `controlPlaneIP` on the node in the inventory",
+                        "node {} has no single address in networks.controlPlane",
+                        node.name
+                    ))
+                })?
+            }
+            (None, None) => {
+                return Err(Failure::problem(miette::miette!(
+                    help = "set `controlPlaneIP` on the node in the inventory, so that it can be named while it is unreachable",
+                    "etcd member {} cannot be reached ({}) and its control-plane address is not declared",
+                    node.name,
+                    unreachable
+                        .get(&node.name)
+                        .map(String::as_str)
+                        .unwrap_or("no connection")
+                )));
+            }
+        };
+        members.push(Member {
+            name: node.name.clone(),
+            ip,
+            host,
+            unreachable: unreachable.get(&node.name).cloned(),
+        });
+    }
+    let bootstrap = inventory
+        .nodes_with(Role::Bootstrap)
+        .next()
+        .and_then(|node| hosts.get(&node.name).cloned());
+    Ok((
+        EtcdCluster {
+            token: inventory.name.clone(),
+            members,
+        },
+        bootstrap,
+    ))
+}
+
+/// The `etcd` phase's gate: every member healthy with one leader.
+pub struct EtcdGate {
+    pub cluster: EtcdCluster,
+}
+
+#[async_trait::async_trait]
+impl Gate for EtcdGate {
+    async fn check(&self, phase: &str) -> Option<Result<String, String>> {
+        if phase != "etcd" {
+            return None;
+        }
+        let quiet = |_: &str| {};
+        Some(
+            wait_healthy(&self.cluster, GATE_TIMEOUT, &quiet)
+                .await
+                .map(|status| status.summary())
+                .map_err(|error| error_chain(&error)),
+        )
+    }
+}
+
+/// A timestamp for file names: `20261127T101500Z`.
+pub fn stamp() -> String {
+    let now = metalk8s_pki::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}

@@ -1,0 +1,361 @@
+//! End to end on a 3-node lab (needs root, docker and `busybox-static` on the host): a
+//! bundle built with `metalk8s bundle build` from APT packages and an image made without any
+//! registry, deployed with `deploy --bundle`; every node's APT then uses the bootstrap
+//! repository only, signed and checked; and with every node cut off from everything but the
+//! bootstrap node, `apt-get install` and a containerd pull + run through the mirror still
+//! work. docker on the host pulls from the registry too. A second deploy changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+const IMAGE: &str = "metalk8s-test/busybox";
+const TAG: &str = "1";
+/// A small package of the bundle that no phase installs.
+const EXTRA_PACKAGE: &str = "tree";
+
+struct Lab {
+    name: String,
+    state: tempfile::TempDir,
+    info: metalk8s_lab::LabInfo,
+    /// Host-side leftovers to remove: docker's CA directory, pulled images.
+    docker_certs: Option<PathBuf>,
+    pulled: Option<String>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.docker_certs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(image) = &self.pulled {
+            let _ = docker(&["rmi", "-f", image]);
+        }
+        if let Err(error) = metalk8s_lab::down(&self.name) {
+            eprintln!("cleaning up lab {}: {error}", self.name);
+        }
+    }
+}
+
+/// Removes the image `docker import` made for the bundle.
+struct ImportedImage;
+
+impl Drop for ImportedImage {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &format!("{IMAGE}:{TAG}")]);
+    }
+}
+
+fn docker(arguments: &[&str]) -> Output {
+    std::process::Command::new("docker")
+        .args(arguments)
+        .output()
+        .unwrap()
+}
+
+fn metalk8s(state: &Path) -> std::process::Command {
+    let mut command = std::process::Command::cargo_bin("metalk8s").unwrap();
+    command
+        .env("METALK8S_STATE_DIR", state)
+        .env("NO_COLOR", "1")
+        .env_remove("METALK8S_BUNDLE_PUBLIC_KEY");
+    command
+}
+
+fn succeeded(what: &str, output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{what}: {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Lab {
+    fn up() -> Lab {
+        let name = format!("rp{}", std::process::id());
+        let info = metalk8s_lab::up(&metalk8s_lab::LabSpec::new(&name, 3), &|m: &str| {
+            eprintln!("{m}")
+        })
+        .expect("lab up");
+        Lab {
+            name,
+            state: tempfile::tempdir().unwrap(),
+            info,
+            docker_certs: None,
+            pulled: None,
+        }
+    }
+
+    fn ip(&self, node: &str) -> String {
+        self.info
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .unwrap()
+            .ip
+            .to_string()
+    }
+
+    /// `deploy ARGS -o json`: exit code and report.
+    fn deploy(&self, arguments: &[&str]) -> (i32, Value) {
+        let output = metalk8s(self.state.path())
+            .arg("deploy")
+            .args(arguments)
+            .args(["-o", "json", "-i"])
+            .arg(&self.info.inventory)
+            .output()
+            .unwrap();
+        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "deploy printed no JSON ({error}); status {:?}\nstderr:\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (output.status.code().unwrap_or(-1), report)
+    }
+
+    fn try_ssh(&self, node: &str, script: &str) -> Output {
+        metalk8s_lab::ssh_command(&self.name, node)
+            .unwrap()
+            .arg(script)
+            .output()
+            .unwrap()
+    }
+
+    fn ssh(&self, node: &str, script: &str) -> String {
+        succeeded(
+            &format!("`{script}` on {node}"),
+            &self.try_ssh(node, script),
+        )
+    }
+}
+
+/// A registry-free image: busybox-static's binary and `sh`, imported into docker.
+fn import_busybox(dir: &Path) {
+    let root = dir.join("busybox-root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "install busybox-static on this machine (scripts/prerequisites does)"
+    );
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    let tar = dir.join("busybox.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    succeeded(
+        "docker import",
+        &docker(&["import", tar.to_str().unwrap(), &format!("{IMAGE}:{TAG}")]),
+    );
+}
+
+/// Builds the test bundle (`.tar.zst`) and returns it with its public key file.
+fn build_bundle(dir: &Path, state: &Path) -> (PathBuf, PathBuf) {
+    import_busybox(dir);
+    std::fs::write(
+        dir.join("bundle.yaml"),
+        format!(
+            "apiVersion: metalk8s.io/v1alpha1\nkind: BundleSpec\nversion: 0.1.0-test\n\
+             packages: [containerd, runc, etcd-server, etcd-client, {EXTRA_PACKAGE}]\n\
+             images:\n  - name: {IMAGE}\n    tag: \"{TAG}\"\n    docker: {IMAGE}:{TAG}\n"
+        ),
+    )
+    .unwrap();
+    let key = dir.join("bundle.key");
+    let public = succeeded(
+        "bundle keygen",
+        &metalk8s(state)
+            .args(["bundle", "keygen", "--out"])
+            .arg(&key)
+            .output()
+            .unwrap(),
+    );
+    let public_file = dir.join("bundle.pub");
+    std::fs::write(&public_file, public.trim()).unwrap();
+    let archive = dir.join("bundle.tar.zst");
+    succeeded(
+        "bundle build",
+        &metalk8s(state)
+            .args(["bundle", "build", "--spec"])
+            .arg(dir.join("bundle.yaml"))
+            .arg("--out")
+            .arg(&archive)
+            .arg("--signing-key")
+            .arg(&key)
+            .output()
+            .unwrap(),
+    );
+    (archive, public_file)
+}
+
+fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {report}"))
+}
+
+#[test]
+fn nodes_install_and_pull_from_the_bootstrap_repository_offline() {
+    let work = tempfile::tempdir().unwrap();
+    let build_state = tempfile::tempdir().unwrap();
+    let _imported = ImportedImage;
+    let (bundle, public_key) = build_bundle(work.path(), build_state.path());
+    let mut lab = Lab::up();
+    let bootstrap = lab.ip("node1");
+    let registry = format!("{bootstrap}:8443");
+
+    // Deploy every phase from the bundle.
+    let (code, report) = lab.deploy(&[
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--bundle-key",
+        public_key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{report}");
+    let repository = phase(&report, "repository");
+    let gates = repository["gates"].as_array().unwrap();
+    assert!(
+        gates.len() == 2 && gates.iter().all(|g| g["passed"] == true),
+        "the bootstrap node alone, then the others, each gated: {repository}"
+    );
+    assert_eq!(gates[0]["after"], serde_json::json!(["node1"]));
+    let staged = lab.ssh("node1", "readlink /var/lib/metalk8s/bundles/current");
+    assert_eq!(staged.trim(), "0.1.0-test");
+
+    // Every node's APT uses the bootstrap repository only, signed and checked.
+    for node in NODES {
+        let active = lab.ssh(
+            node,
+            "cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+             | grep -E '^[[:space:]]*(deb|URIs:|Signed-By:)' || true",
+        );
+        let lines: Vec<&str> = active.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                format!("URIs: https://{registry}/apt"),
+                "Signed-By: /etc/apt/keyrings/metalk8s.asc".to_owned()
+            ],
+            "{node}"
+        );
+        let everything = lab.ssh(node, "cat /etc/apt/sources.list.d/* /etc/apt/apt.conf.d/*");
+        assert!(!everything.contains("trusted=yes"), "{node}");
+        let policy = lab.ssh(node, "apt-cache policy containerd");
+        assert!(
+            policy.contains(&format!("https://{registry}/apt metalk8s/main")),
+            "{node}: {policy}"
+        );
+        assert_eq!(
+            lab.ssh(node, "systemctl is-active containerd").trim(),
+            "active"
+        );
+        let config = lab.ssh(node, "containerd config dump");
+        assert!(config.contains("SystemdCgroup = true"), "{node}");
+        assert!(
+            config.contains("config_path = \"/etc/containerd/certs.d\""),
+            "{node}"
+        );
+    }
+    assert_eq!(
+        lab.ssh(
+            "node1",
+            "stat -c %a /etc/metalk8s/repository/apt-signing.key"
+        )
+        .trim(),
+        "600"
+    );
+
+    // Offline: every node opens connections to the bootstrap node and nothing else (the
+    // bootstrap node itself only to the lab network); replies (SSH from this machine) pass.
+    let subnet = lab.info.subnet.to_string();
+    for node in NODES {
+        let allowed = if node == "node1" { &subnet } else { &bootstrap };
+        lab.ssh(
+            node,
+            &format!(
+                "iptables -I OUTPUT 1 -o lo -j ACCEPT \
+                 && iptables -I OUTPUT 2 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT \
+                 && iptables -I OUTPUT 3 -d {allowed} -j ACCEPT && iptables -I OUTPUT 4 -j REJECT"
+            ),
+        );
+    }
+    for node in NODES {
+        let outside = lab.try_ssh(node, "curl -sS -m 5 -o /dev/null http://deb.debian.org/");
+        assert!(
+            !outside.status.success(),
+            "{node} still reaches the internet"
+        );
+    }
+    lab.ssh(
+        "node2",
+        &format!("DEBIAN_FRONTEND=noninteractive apt-get install -y -q {EXTRA_PACKAGE}"),
+    );
+    assert!(
+        lab.ssh("node2", &format!("{EXTRA_PACKAGE} --version"))
+            .contains(EXTRA_PACKAGE)
+    );
+    let reference = format!("{registry}/{IMAGE}:{TAG}");
+    lab.ssh(
+        "node3",
+        &format!("ctr images pull --hosts-dir /etc/containerd/certs.d {reference}"),
+    );
+    let ran = lab.ssh(
+        "node3",
+        &format!("ctr run --rm {reference} offline-test /bin/busybox echo offline-ok"),
+    );
+    assert_eq!(ran.trim(), "offline-ok");
+
+    // docker on this machine pulls from the registry, trusting the cluster CA.
+    let ca = lab.ssh("node1", "cat /var/lib/metalk8s/pki/ca.crt");
+    let certs = PathBuf::from(format!("/etc/docker/certs.d/{registry}"));
+    std::fs::create_dir_all(&certs).unwrap();
+    lab.docker_certs = Some(certs.clone());
+    std::fs::write(certs.join("ca.crt"), ca).unwrap();
+    lab.pulled = Some(reference.clone());
+    succeeded("docker pull", &docker(&["pull", &reference]));
+    let ran = succeeded(
+        "docker run",
+        &docker(&[
+            "run",
+            "--rm",
+            &reference,
+            "/bin/busybox",
+            "echo",
+            "docker-ok",
+        ]),
+    );
+    assert_eq!(ran.trim(), "docker-ok");
+
+    // A second deploy, without --bundle, serves the staged bundle and changes nothing
+    // (still offline).
+    let (code, again) = lab.deploy(&[]);
+    assert_eq!(code, 0, "{again}");
+    assert!(
+        !again.to_string().contains("\"status\":\"changed\""),
+        "{again}"
+    );
+    assert!(
+        !phase(&again, "containerd")["hosts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
