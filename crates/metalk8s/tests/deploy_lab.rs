@@ -7,41 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-struct Lab {
-    name: String,
-    state: tempfile::TempDir,
-}
+mod common;
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Err(error) = metalk8s_lab::down(&self.name) {
-            eprintln!("cleaning up lab {}: {error}", self.name);
-        }
+use common::TestLab;
+
+/// The lab, with what this test asks of it.
+struct Lab(TestLab);
+
+impl std::ops::Deref for Lab {
+    type Target = TestLab;
+    fn deref(&self) -> &TestLab {
+        &self.0
     }
 }
 
 impl Lab {
-    fn metalk8s(&self) -> std::process::Command {
-        let mut command = std::process::Command::cargo_bin("metalk8s").unwrap();
-        command
-            .env("METALK8S_STATE_DIR", self.state.path())
-            .env("NO_COLOR", "1");
-        command
-    }
-
-    fn ssh(&self, node: &str, script: &str) -> String {
-        let output = metalk8s_lab::ssh_command(&self.name, node)
-            .unwrap()
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "`{script}` on {node}: {output:?}");
-        String::from_utf8(output.stdout).unwrap()
-    }
-
     /// A digest of every file, link and permission under /etc.
     fn etc_digest(&self, node: &str) -> String {
         self.ssh(
@@ -106,15 +88,8 @@ fn journal_steps(journal: &Path) -> usize {
 
 #[test]
 fn os_phase_dry_run_kill_resume_noop_repair_and_lock() {
-    let lab = Lab {
-        name: format!("dp{}", std::process::id()),
-        state: tempfile::tempdir().unwrap(),
-    };
-    let info = metalk8s_lab::up(&metalk8s_lab::LabSpec::new(&lab.name, 3), &|m: &str| {
-        eprintln!("{m}")
-    })
-    .expect("lab up");
-    let inventory: PathBuf = info.inventory;
+    let lab = Lab(TestLab::up("dp", 3));
+    let inventory: PathBuf = lab.info.inventory.clone();
     let nodes = ["node1", "node2", "node3"];
 
     // Dry run: reports what would change, with diffs, and leaves /etc byte-identical.

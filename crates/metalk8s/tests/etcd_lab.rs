@@ -5,25 +5,23 @@
 //! defragmentation.
 
 use std::path::PathBuf;
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
-struct Lab {
-    name: String,
-    state: tempfile::TempDir,
-    info: metalk8s_lab::LabInfo,
-}
+mod common;
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Err(error) = metalk8s_lab::down(&self.name) {
-            eprintln!("cleaning up lab {}: {error}", self.name);
-        }
+use common::TestLab;
+
+/// The lab, with what this test asks of etcd on it.
+struct Lab(TestLab);
+
+impl std::ops::Deref for Lab {
+    type Target = TestLab;
+    fn deref(&self) -> &TestLab {
+        &self.0
     }
 }
 
@@ -42,29 +40,8 @@ fn etcdctl(endpoints: &str, arguments: &str) -> String {
 const LOCAL: &str = "https://127.0.0.1:2379";
 
 impl Lab {
-    fn up() -> Lab {
-        let name = format!("et{}", std::process::id());
-        let info = metalk8s_lab::up(&metalk8s_lab::LabSpec::new(&name, 3), &|m: &str| {
-            eprintln!("{m}")
-        })
-        .expect("lab up");
-        Lab {
-            name,
-            state: tempfile::tempdir().unwrap(),
-            info,
-        }
-    }
-
     fn inventory(&self) -> PathBuf {
         self.info.inventory.clone()
-    }
-
-    fn ip(&self, node: &str) -> String {
-        self.node(node).ip.to_string()
-    }
-
-    fn node(&self, node: &str) -> &metalk8s_lab::LabNode {
-        self.info.nodes.iter().find(|n| n.name == node).unwrap()
     }
 
     fn all_endpoints(&self) -> String {
@@ -73,49 +50,6 @@ impl Lab {
             .map(|n| format!("https://{}:2379", self.ip(n)))
             .collect::<Vec<_>>()
             .join(",")
-    }
-
-    fn metalk8s(&self, arguments: &[&str]) -> Output {
-        std::process::Command::cargo_bin("metalk8s")
-            .unwrap()
-            .env("METALK8S_STATE_DIR", self.state.path())
-            .env("NO_COLOR", "1")
-            .args(arguments)
-            .arg("-i")
-            .arg(self.inventory())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs a metalk8s command with `-o json` and returns its exit code and data.
-    fn metalk8s_json(&self, arguments: &[&str]) -> (i32, Value) {
-        let mut with_json = arguments.to_vec();
-        with_json.extend(["-o", "json"]);
-        let output = self.metalk8s(&with_json);
-        let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-            panic!(
-                "`metalk8s {}` printed no JSON ({error}); status {:?}\nstdout:\n{}\nstderr:\n{}",
-                arguments.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        (output.status.code().unwrap_or(-1), value)
-    }
-
-    fn try_ssh(&self, node: &str, script: &str) -> Output {
-        metalk8s_lab::ssh_command(&self.name, node)
-            .unwrap()
-            .arg(script)
-            .output()
-            .unwrap()
-    }
-
-    fn ssh(&self, node: &str, script: &str) -> String {
-        let output = self.try_ssh(node, script);
-        assert!(output.status.success(), "`{script}` on {node}: {output:?}");
-        String::from_utf8(output.stdout).unwrap()
     }
 
     fn put(&self, node: &str, key: &str, value: &str) {
@@ -179,7 +113,7 @@ fn certificates(report: &Value) -> Vec<(String, String, String, String)> {
 
 #[test]
 fn etcd_deploy_failures_security_certificates_backup_restore_and_replace() {
-    let lab = Lab::up();
+    let lab = Lab(TestLab::up("et", 3));
 
     // Deploy: every phase; the etcd phase ends with its health gate.
     let (code, report) = lab.metalk8s_json(&["deploy"]);
@@ -466,9 +400,8 @@ fn etcd_deploy_failures_security_certificates_backup_restore_and_replace() {
 
     // Certificates that expired (as while a cluster is powered off): etcd stops working,
     // and `certs renew` brings it back.
-    let short_lived = std::process::Command::cargo_bin("metalk8s")
-        .unwrap()
-        .env("METALK8S_STATE_DIR", lab.state.path())
+    let short_lived = lab
+        .metalk8s()
         .env("METALK8S_LEAF_VALIDITY_SECONDS", "60")
         .args(["certs", "renew", "--all", "-i"])
         .arg(lab.inventory())

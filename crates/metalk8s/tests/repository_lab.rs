@@ -17,13 +17,24 @@ const TAG: &str = "1";
 /// A small package of the bundle that no phase installs.
 const EXTRA_PACKAGE: &str = "tree";
 
+mod common;
+
+use common::{TestLab, succeeded};
+
+/// The lab, and what the test leaves on the host to remove with it.
 struct Lab {
-    name: String,
-    state: tempfile::TempDir,
-    info: metalk8s_lab::LabInfo,
-    /// Host-side leftovers to remove: docker's CA directory, pulled images.
+    lab: TestLab,
+    /// docker's CA directory for the lab's registry.
     docker_certs: Option<PathBuf>,
+    /// The image docker pulled from it.
     pulled: Option<String>,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = TestLab;
+    fn deref(&self) -> &TestLab {
+        &self.lab
+    }
 }
 
 impl Drop for Lab {
@@ -34,9 +45,7 @@ impl Drop for Lab {
         if let Some(image) = &self.pulled {
             let _ = docker(&["rmi", "-f", image]);
         }
-        if let Err(error) = metalk8s_lab::down(&self.name) {
-            eprintln!("cleaning up lab {}: {error}", self.name);
-        }
+        // The lab itself goes when `lab` is dropped, right after.
     }
 }
 
@@ -65,75 +74,20 @@ fn metalk8s(state: &Path) -> std::process::Command {
     command
 }
 
-fn succeeded(what: &str, output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{what}: {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 impl Lab {
     fn up() -> Lab {
-        let name = format!("rp{}", std::process::id());
-        let info = metalk8s_lab::up(&metalk8s_lab::LabSpec::new(&name, 3), &|m: &str| {
-            eprintln!("{m}")
-        })
-        .expect("lab up");
         Lab {
-            name,
-            state: tempfile::tempdir().unwrap(),
-            info,
+            lab: TestLab::up("rp", 3),
             docker_certs: None,
             pulled: None,
         }
     }
 
-    fn ip(&self, node: &str) -> String {
-        self.info
-            .nodes
-            .iter()
-            .find(|n| n.name == node)
-            .unwrap()
-            .ip
-            .to_string()
-    }
-
     /// `deploy ARGS -o json`: exit code and report.
     fn deploy(&self, arguments: &[&str]) -> (i32, Value) {
-        let output = metalk8s(self.state.path())
-            .arg("deploy")
-            .args(arguments)
-            .args(["-o", "json", "-i"])
-            .arg(&self.info.inventory)
-            .output()
-            .unwrap();
-        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-            panic!(
-                "deploy printed no JSON ({error}); status {:?}\nstderr:\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        (output.status.code().unwrap_or(-1), report)
-    }
-
-    fn try_ssh(&self, node: &str, script: &str) -> Output {
-        metalk8s_lab::ssh_command(&self.name, node)
-            .unwrap()
-            .arg(script)
-            .output()
-            .unwrap()
-    }
-
-    fn ssh(&self, node: &str, script: &str) -> String {
-        succeeded(
-            &format!("`{script}` on {node}"),
-            &self.try_ssh(node, script),
-        )
+        let mut deploy = vec!["deploy"];
+        deploy.extend(arguments);
+        self.metalk8s_json(&deploy)
     }
 }
 
