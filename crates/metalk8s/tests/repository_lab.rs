@@ -276,6 +276,18 @@ fn nodes_install_and_pull_from_the_bootstrap_repository_offline() {
         &format!("ctr run --rm {reference} offline-test /bin/busybox echo offline-ok"),
     );
     assert_eq!(ran.trim(), "offline-ok");
+    // Through the mirror: an image named on another registry (unreachable now) comes from
+    // the bootstrap registry, as `_default/hosts.toml` says.
+    let mirrored = format!("docker.io/{IMAGE}:{TAG}");
+    lab.ssh(
+        "node2",
+        &format!("ctr images pull --hosts-dir /etc/containerd/certs.d {mirrored}"),
+    );
+    let ran = lab.ssh(
+        "node2",
+        &format!("ctr run --rm {mirrored} mirror-test /bin/busybox echo mirrored-ok"),
+    );
+    assert_eq!(ran.trim(), "mirrored-ok");
 
     // docker on this machine pulls from the registry, trusting the cluster CA.
     let ca = lab.ssh("node1", "cat /var/lib/metalk8s/pki/ca.crt");
