@@ -235,21 +235,28 @@ async fn make_plan(
     };
     let mut pki = None;
     if Inputs::need_pki(phases) {
-        let answer = super::pki::ask(
-            inventory,
-            &session.hosts,
-            &session.facts,
-            binary,
-            request.pki,
-            request.dry_run,
-        )
-        .await?;
-        inputs.pki = answer.files.clone();
-        pki = Some(answer);
-        inputs.etcd_running = match request.etcd_rolling {
-            Some(rolling) => rolling,
-            None => etcd_exists(inventory, &session.hosts).await,
+        // Independent questions to different nodes: asked at once.
+        let running = async {
+            match request.etcd_rolling {
+                Some(rolling) => rolling,
+                None => etcd_exists(inventory, &session.hosts).await,
+            }
         };
+        let (answer, running) = futures::join!(
+            super::pki::ask(
+                inventory,
+                &session.hosts,
+                &session.facts,
+                binary,
+                request.pki,
+                request.dry_run,
+            ),
+            running
+        );
+        let answer = answer?;
+        inputs.pki = answer.files.clone();
+        inputs.etcd_running = running;
+        pki = Some(answer);
     }
     let plan = metalk8s_plan::plan(inventory, &session.facts, &inputs, phases)
         .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;

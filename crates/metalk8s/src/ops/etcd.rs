@@ -141,16 +141,8 @@ impl Gate for EtcdGate {
     }
 }
 
-/// A timestamp for file names: `20261127T101500Z`.
+/// A timestamp for file names: `20261127T101500Z` (UTC, as the deploy's run ids).
 pub fn stamp() -> String {
-    let now = metalk8s_pki::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
+    let time = metalk8s_engine::report::format_time(metalk8s_engine::journal::now());
+    format!("{}Z", time.replace(['-', ':'], "").replace(' ', "T"))
 }
