@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use metalk8s_model::PhaseName;
 use metalk8s_model::inventory::API_VERSION;
 use metalk8s_model::plan::{HostPlan, Phase, Plan, Rollout};
 use metalk8s_transport::Host;
@@ -23,15 +24,54 @@ pub trait Progress: Send + Sync {
     fn step_started(&self, node: &str, step: &str);
     fn step_finished(&self, node: &str, report: &StepReport);
     fn host_finished(&self, report: &HostReport);
-    fn gate_checked(&self, _phase: &str, _report: &GateReport) {}
+    fn gate_checked(&self, _phase: PhaseName, _report: &GateReport) {}
 }
 
 /// A phase's health gate: after each batch of hosts finished without failure, the
 /// service the phase manages must be healthy before the next batch (or phase) starts.
 #[async_trait::async_trait]
 pub trait Gate: Send + Sync {
-    /// `None` when `phase` has no gate; else whether it passed and what was seen.
-    async fn check(&self, phase: &str) -> Option<Result<String, String>>;
+    /// `None` when `phase` has no gate; else whether it passed and what was seen. `batch`
+    /// names the hosts that just finished.
+    async fn check(&self, phase: PhaseName, batch: &[String]) -> Option<GateOutcome>;
+}
+
+/// What a health gate saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GateOutcome {
+    /// Healthy: what was seen ("3 members healthy, leader node1").
+    Passed(String),
+    /// Not healthy: what is wrong, and what the operator can do about it.
+    Failed {
+        problem: String,
+        hint: Option<String>,
+    },
+}
+
+impl GateOutcome {
+    pub fn failed(problem: impl Into<String>, hint: impl Into<String>) -> Self {
+        GateOutcome::Failed {
+            problem: problem.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    fn into_report(self, after: Vec<String>) -> GateReport {
+        match self {
+            GateOutcome::Passed(summary) => GateReport {
+                after,
+                passed: true,
+                summary,
+                hint: None,
+            },
+            GateOutcome::Failed { problem, hint } => GateReport {
+                after,
+                passed: false,
+                summary: problem,
+                hint,
+            },
+        }
+    }
 }
 
 pub struct Executor<'a> {
@@ -55,7 +95,7 @@ impl Executor<'_> {
         for phase in &plan.phases {
             if stopped {
                 phases.push(PhaseReport {
-                    name: phase.name.clone(),
+                    name: phase.name,
                     completed: false,
                     hosts: Vec::new(),
                     gates: Vec::new(),
@@ -95,7 +135,7 @@ impl Executor<'_> {
         let mut completed = true;
         for batch in batches {
             let reports: Vec<HostReport> = futures::stream::iter(batch)
-                .map(|host_plan| self.run_host(&phase.name, host_plan))
+                .map(|host_plan| self.run_host(phase.name.as_str(), host_plan))
                 .buffer_unordered(self.parallelism.max(1))
                 .collect()
                 .await;
@@ -104,15 +144,12 @@ impl Executor<'_> {
             if !completed {
                 break;
             }
+            let batch_nodes: Vec<String> = batch.iter().map(|host| host.node.clone()).collect();
             if let Some(gate) = self.gate.filter(|_| !self.dry_run)
-                && let Some(result) = gate.check(&phase.name).await
+                && let Some(outcome) = gate.check(phase.name, &batch_nodes).await
             {
-                let report = GateReport {
-                    after: batch.iter().map(|host| host.node.clone()).collect(),
-                    passed: result.is_ok(),
-                    summary: result.unwrap_or_else(|problem| problem),
-                };
-                self.progress.gate_checked(&phase.name, &report);
+                let report = outcome.into_report(batch_nodes);
+                self.progress.gate_checked(phase.name, &report);
                 completed = report.passed;
                 gates.push(report);
                 if !completed {
@@ -129,7 +166,7 @@ impl Executor<'_> {
             .collect();
         hosts.sort_by_key(|h| order.get(h.node.as_str()).copied());
         PhaseReport {
-            name: phase.name.clone(),
+            name: phase.name,
             completed,
             hosts,
             gates,
@@ -295,13 +332,13 @@ mod tests {
 
     #[derive(Default)]
     struct Seen {
-        phases: Mutex<Vec<String>>,
+        phases: Mutex<Vec<PhaseName>>,
         hosts: Mutex<Vec<String>>,
     }
 
     impl Progress for Seen {
         fn phase_started(&self, phase: &Phase) {
-            self.phases.lock().unwrap().push(phase.name.clone());
+            self.phases.lock().unwrap().push(phase.name);
         }
         fn step_started(&self, _: &str, _: &str) {}
         fn step_finished(&self, _: &str, _: &StepReport) {}
@@ -311,8 +348,8 @@ mod tests {
     }
 
     fn plan(rollout: Rollout, nodes: &[&str]) -> Plan {
-        let phase = |name: &str| Phase {
-            name: name.to_owned(),
+        let phase = |name: PhaseName| Phase {
+            name,
             rollout,
             hosts: nodes.iter().map(|n| host_plan(n)).collect(),
         };
@@ -320,7 +357,7 @@ mod tests {
             api_version: API_VERSION.to_owned(),
             kind: "Plan".to_owned(),
             cluster: "test".to_owned(),
-            phases: vec![phase("first"), phase("second")],
+            phases: vec![phase(PhaseName::Os), phase(PhaseName::Etcd)],
         }
     }
 
@@ -353,7 +390,7 @@ mod tests {
         executor.execute(plan).await
     }
 
-    /// Passes its first `passes` checks of phase `first`, then fails; no other phase is gated.
+    /// Passes its first `passes` checks of phase `os`, then fails; no other phase is gated.
     struct CountingGate {
         passes: usize,
         checks: Mutex<usize>,
@@ -361,16 +398,16 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Gate for CountingGate {
-        async fn check(&self, phase: &str) -> Option<Result<String, String>> {
-            if phase != "first" {
+        async fn check(&self, phase: PhaseName, _batch: &[String]) -> Option<GateOutcome> {
+            if phase != PhaseName::Os {
                 return None;
             }
             let mut checks = self.checks.lock().unwrap();
             *checks += 1;
             Some(if *checks <= self.passes {
-                Ok("healthy".to_owned())
+                GateOutcome::Passed("healthy".to_owned())
             } else {
-                Err("member n2 unhealthy".to_owned())
+                GateOutcome::failed("member n2 unhealthy", "see `metalk8s etcd status`")
             })
         }
     }
@@ -402,6 +439,10 @@ mod tests {
         assert!(phase.gates[0].passed && phase.gates[0].after == ["n1"]);
         assert!(!phase.gates[1].passed);
         assert_eq!(phase.gates[1].summary, "member n2 unhealthy");
+        assert_eq!(
+            phase.gates[1].hint.as_deref(),
+            Some("see `metalk8s etcd status`")
+        );
         assert!(report.phases[1].hosts.is_empty(), "no later phase");
     }
 
@@ -463,7 +504,7 @@ mod tests {
             .collect();
         assert_eq!(nodes, ["n1", "n2"]);
         assert!(report.phases[1].hosts.is_empty());
-        assert_eq!(*seen.phases.lock().unwrap(), ["first"]);
+        assert_eq!(*seen.phases.lock().unwrap(), [PhaseName::Os]);
         assert!(report.phases[0].hosts[1].failed());
     }
 

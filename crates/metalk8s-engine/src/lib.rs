@@ -12,6 +12,7 @@ pub mod agent;
 pub mod executor;
 pub mod journal;
 pub mod lock;
+pub mod poll;
 pub mod report;
 pub mod resource;
 pub mod resources;

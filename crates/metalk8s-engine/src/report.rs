@@ -1,5 +1,6 @@
 //! The result of a deploy, as printed in the final table and with `-o json`.
 
+use metalk8s_model::PhaseName;
 use serde::{Deserialize, Serialize};
 
 use crate::runner::StepReport;
@@ -21,7 +22,7 @@ pub struct DeployReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseReport {
-    pub name: String,
+    pub name: PhaseName,
     /// False when the phase stopped on a failure (or never started).
     pub completed: bool,
     pub hosts: Vec<HostReport>,
@@ -39,6 +40,9 @@ pub struct GateReport {
     pub passed: bool,
     /// What was seen: "3 members healthy, leader node1", or what is wrong.
     pub summary: String,
+    /// What the operator can do about a failed check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -610,6 +610,11 @@ impl Inventory {
         self.nodes.iter().filter(move |node| node.has_role(role))
     }
 
+    /// The node with the `bootstrap` role (validation makes sure there is exactly one).
+    pub fn bootstrap(&self) -> Option<&Node> {
+        self.nodes_with(Role::Bootstrap).next()
+    }
+
     /// The requirement a node must meet: the largest CPU and memory figure among its roles.
     pub fn requirement_for(&self, node: &Node) -> Option<Requirement> {
         node.roles

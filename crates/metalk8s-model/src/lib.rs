@@ -8,6 +8,7 @@
 pub mod etcd;
 pub mod facts;
 pub mod inventory;
+pub mod phase;
 pub mod plan;
 pub mod report;
 pub mod repository;
@@ -15,4 +16,5 @@ pub mod size;
 
 pub use facts::Facts;
 pub use inventory::Inventory;
+pub use phase::PhaseName;
 pub use size::ByteSize;

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::phase::PhaseName;
+
 pub const PLAN_KIND: &str = "Plan";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,8 +47,8 @@ impl Plan {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Phase {
-    /// `os`, `etcd`, ... (what `deploy --phase` selects).
-    pub name: String,
+    /// What `deploy --phase` selects.
+    pub name: PhaseName,
     pub rollout: Rollout,
     pub hosts: Vec<HostPlan>,
 }
@@ -321,7 +323,7 @@ mod tests {
             kind: PLAN_KIND.to_owned(),
             cluster: "lab".to_owned(),
             phases: vec![Phase {
-                name: "etcd".to_owned(),
+                name: PhaseName::Etcd,
                 rollout: Rollout::Parallel,
                 hosts: vec![HostPlan {
                     node: "node1".to_owned(),

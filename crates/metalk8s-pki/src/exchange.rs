@@ -92,7 +92,7 @@ fn answer_in(
         .flat_map(|node| node.certificates.iter().cloned())
         .collect();
     let entries = store.ensure(&specs, now)?.entries;
-    let renewals = match request.action {
+    let mut renewals = match request.action {
         PkiAction::Ensure => Vec::new(),
         PkiAction::RenewAll => store.renew_expiring(&specs, now, RenewScope::All)?,
         PkiAction::RenewExpiring { within_seconds } => store.renew_expiring(
@@ -103,8 +103,15 @@ fn answer_in(
     };
     let mut files = BTreeMap::new();
     for node in &nodes {
-        let placed = store
-            .placements(node)
+        let placements = store.placements(node);
+        for renewal in renewals.iter_mut().filter(|r| r.node == node.node) {
+            renewal.node_files = placements
+                .iter()
+                .filter(|placement| placement.source == renewal.path)
+                .map(|placement| node_path(&placement.target))
+                .collect();
+        }
+        let placed = placements
             .into_iter()
             .map(|placement| {
                 let content =
@@ -113,10 +120,7 @@ fn answer_in(
                         source,
                     })?;
                 Ok(NodeFile {
-                    path: Path::new(NODE_KUBERNETES_DIR)
-                        .join(&placement.target)
-                        .to_string_lossy()
-                        .into_owned(),
+                    path: node_path(&placement.target),
                     content,
                     mode: placement.mode,
                     private: placement.mode == PRIVATE_FILE_MODE,
@@ -130,6 +134,14 @@ fn answer_in(
         renewals,
         files,
     })
+}
+
+/// Where a file placed under /etc/kubernetes lands on the node.
+fn node_path(target: &Path) -> String {
+    Path::new(NODE_KUBERNETES_DIR)
+        .join(target)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A private copy of the store beside it (same filesystem, same permissions), for a dry
@@ -272,6 +284,23 @@ mod tests {
                 .clone()
         };
         assert_eq!(ca(&before), ca(&renewed), "CAs are never renewed");
+        // Each renewal names where its certificate lands on its node.
+        for renewal in &renewed.renewals {
+            assert!(!renewal.node_files.is_empty(), "{renewal:?}");
+            for path in &renewal.node_files {
+                assert!(
+                    renewed.files[&renewal.node].iter().any(|f| &f.path == path),
+                    "{path} is not one of {}'s files",
+                    renewal.node
+                );
+            }
+        }
+        let peer = renewed
+            .renewals
+            .iter()
+            .find(|r| r.name == "etcd-peer")
+            .unwrap();
+        assert_eq!(peer.node_files, ["/etc/kubernetes/pki/etcd/peer.crt"]);
     }
 
     #[test]

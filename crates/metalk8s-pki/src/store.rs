@@ -103,6 +103,10 @@ pub struct Renewal {
     pub previous_not_after: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// Where the renewed certificate lands on its node (absolute paths): what the phases
+    /// placing those files must deploy again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_files: Vec<String>,
 }
 
 /// What the store holds for one spec.
@@ -410,6 +414,7 @@ impl PkiStore {
             decision,
             previous_not_after: previous.map(|cert| cert.not_after),
             not_after: cert.not_after,
+            node_files: Vec::new(),
         })
     }
 

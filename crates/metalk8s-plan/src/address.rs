@@ -1,6 +1,7 @@
 //! Which address a node uses on the control-plane network: what /etc/hosts and chrony
 //! point at.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use metalk8s_model::Facts;
@@ -30,6 +31,25 @@ pub fn control_plane_ip(inventory: &Inventory, node: &Node, facts: &Facts) -> Op
     let first = inside.next()?;
     // The same address on two interfaces is still one address.
     inside.all(|other| other == first).then_some(first)
+}
+
+/// Every node's control-plane address that can be resolved ([`control_plane_ip`]), by
+/// node name; a node without facts counts only with a declared `controlPlaneIP`.
+pub fn control_plane_ips(
+    inventory: &Inventory,
+    facts: &BTreeMap<String, Facts>,
+) -> BTreeMap<String, IpAddr> {
+    inventory
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let ip = match facts.get(&node.name) {
+                Some(facts) => control_plane_ip(inventory, node, facts)?,
+                None => node.control_plane_ip?,
+            };
+            Some((node.name.clone(), ip))
+        })
+        .collect()
 }
 
 #[cfg(test)]

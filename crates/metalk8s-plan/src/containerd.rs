@@ -14,6 +14,8 @@
 //!
 //! Like `repository`, the phase has no hosts without a staged bundle.
 
+use crate::phases::{HealthGate, Needs, PhaseUnit};
+use metalk8s_model::PhaseName;
 use std::net::IpAddr;
 
 use metalk8s_model::inventory::Proxy;
@@ -26,7 +28,17 @@ use metalk8s_model::repository as repo;
 use crate::steps::{Steps, directory, file, managed_content, service};
 use crate::{Cluster, Inputs, PlanError, PlannedNode, StagedBundle};
 
-pub(crate) const PHASE: &str = "containerd";
+pub(crate) const UNIT: PhaseUnit = PhaseUnit {
+    name: PhaseName::Containerd,
+    summary: "containerd from the repository, with the bootstrap registry as every registry's mirror",
+    needs: Needs {
+        pki: false,
+        staged_bundle: true,
+        etcd_state: false,
+    },
+    gate: HealthGate::ContainerdAnswers,
+    plan: phase,
+};
 
 const SERVICE: &str = "containerd.service";
 const CONFIG_DIR: &str = "/etc/containerd";
@@ -44,7 +56,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
         }
     }
     Ok(Phase {
-        name: PHASE.to_owned(),
+        name: PhaseName::Containerd,
         rollout: Rollout::Parallel,
         hosts,
     })

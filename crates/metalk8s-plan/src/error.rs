@@ -5,10 +5,6 @@ use miette::Diagnostic;
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum PlanError {
-    #[error("unknown phase `{phase}`")]
-    #[diagnostic(code(plan::unknown_phase), help("the phases are: {}", known.join(", ")))]
-    UnknownPhase { phase: String, known: Vec<String> },
-
     #[error("no certificates from the PKI store for etcd member `{node}`")]
     #[diagnostic(
         code(plan::missing_pki),

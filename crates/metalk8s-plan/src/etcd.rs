@@ -14,6 +14,8 @@
 //! start waits for a quorum); a running cluster's members change one at a time, the
 //! deploy's health gate checking the whole cluster after each.
 
+use crate::phases::{HealthGate, Needs, PhaseUnit};
+use metalk8s_model::PhaseName;
 use std::collections::BTreeMap;
 
 use metalk8s_model::etcd;
@@ -26,7 +28,17 @@ use metalk8s_model::plan::{
 use crate::steps::{Steps, directory, file, managed_content, service};
 use crate::{Cluster, Inputs, PlanError, PlannedNode};
 
-pub(crate) const PHASE: &str = "etcd";
+pub(crate) const UNIT: PhaseUnit = PhaseUnit {
+    name: PhaseName::Etcd,
+    summary: "the cluster's external etcd on the etcd nodes, with TLS from the PKI store",
+    needs: Needs {
+        pki: true,
+        staged_bundle: false,
+        etcd_state: true,
+    },
+    gate: HealthGate::EtcdHealthy,
+    plan: phase,
+};
 
 /// Backend quota: 8 GiB, etcd's recommended maximum (the default, 2 GiB, is reached by
 /// large clusters, and then etcd refuses every write until defragmented).
@@ -50,7 +62,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
         .map(|member| host_plan(cluster, member, &initial_cluster, inputs))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Phase {
-        name: PHASE.to_owned(),
+        name: PhaseName::Etcd,
         rollout: if inputs.etcd_running {
             Rollout::Batches { size: 1 }
         } else {

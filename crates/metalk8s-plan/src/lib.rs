@@ -6,7 +6,7 @@
 //! plan, byte for byte, so plans are snapshot-tested and `--dry-run` output is stable.
 //!
 //! - [`plan`]: the whole plan, or the phases asked for.
-//! - [`PHASES`]: the phases, in the order they run.
+//! - [`phases`]: the registry of phases, each one unit (needs, planner, health gate).
 //! - [`control_plane_ip`]: the address a node is known by on the control-plane network.
 //!
 //! Phases: `os` ([`os`](crate::os)) prepares the operating system: kernel modules and
@@ -22,26 +22,21 @@ mod containerd;
 mod error;
 mod etcd;
 mod os;
+pub mod phases;
 mod repository;
 mod steps;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use metalk8s_model::Facts;
 use metalk8s_model::inventory::{self, Inventory, Node, Role};
 use metalk8s_model::plan::{NodeFile, PLAN_KIND, Phase};
+use metalk8s_model::{Facts, PhaseName};
 
-pub use address::control_plane_ip;
+pub use address::{control_plane_ip, control_plane_ips};
 pub use error::PlanError;
 pub use metalk8s_model::plan::Plan;
-
-/// Every phase, in the order they run. `repository` comes after `os` because the `os`
-/// packages still come from the nodes' own sources (the bundle does not carry them yet):
-/// `os` installs curl and the tools the repository phase relies on, then `repository`
-/// switches every node's APT to the bootstrap node, so `etcd` and `containerd` install
-/// from the bundle.
-pub const PHASES: &[&str] = &[os::PHASE, repository::PHASE, etcd::PHASE, containerd::PHASE];
+pub use phases::{HealthGate, Needs, PhaseUnit};
 
 /// What the planner is given besides the inventory and the facts: material made off the
 /// nodes, and what the controller found out about running services.
@@ -81,9 +76,20 @@ pub struct BundleImage {
 }
 
 impl Inputs {
-    /// Whether the phases asked for (all when empty) need files from the PKI store.
-    pub fn need_pki(phases: &[&str]) -> bool {
-        phases.is_empty() || phases.contains(&etcd::PHASE) || phases.contains(&repository::PHASE)
+    /// Only what `needs` asks for: a phase is planned with what its unit declares, so a
+    /// phase reading an input it did not declare plans as if it were absent (and its
+    /// tests show it) instead of working by accident when another phase asked for it.
+    fn restricted_to(&self, needs: Needs) -> Inputs {
+        Inputs {
+            pki: if needs.pki {
+                self.pki.clone()
+            } else {
+                BTreeMap::new()
+            },
+            etcd_running: needs.etcd_state && self.etcd_running,
+            bundle: self.bundle.clone().filter(|_| needs.staged_bundle),
+            agent_path: self.agent_path.clone(),
+        }
     }
 }
 
@@ -95,18 +101,14 @@ pub fn plan(
     inventory: &Inventory,
     facts: &BTreeMap<String, Facts>,
     inputs: &Inputs,
-    phases: &[&str],
+    phases: &[PhaseName],
 ) -> Result<Plan, PlanError> {
-    let selected = select_phases(phases)?;
     let cluster = Cluster::new(inventory, facts)?;
-    let phases = selected
+    let phases = phases::select(phases)
         .into_iter()
-        .map(|name| match name {
-            os::PHASE => os::phase(&cluster),
-            repository::PHASE => repository::phase(&cluster, inputs),
-            etcd::PHASE => etcd::phase(&cluster, inputs),
-            containerd::PHASE => containerd::phase(&cluster, inputs),
-            _ => unreachable!("select_phases returns known phases only"),
+        .map(|name| {
+            let unit = phases::unit(name);
+            (unit.plan)(&cluster, &inputs.restricted_to(unit.needs))
         })
         .collect::<Result<Vec<Phase>, PlanError>>()?;
     Ok(Plan {
@@ -115,21 +117,6 @@ pub fn plan(
         cluster: inventory.name.clone(),
         phases,
     })
-}
-
-/// The phases asked for, each once, in the order they run.
-fn select_phases(asked: &[&str]) -> Result<Vec<&'static str>, PlanError> {
-    if let Some(unknown) = asked.iter().find(|name| !PHASES.contains(name)) {
-        return Err(PlanError::UnknownPhase {
-            phase: (*unknown).to_owned(),
-            known: PHASES.iter().map(|name| (*name).to_owned()).collect(),
-        });
-    }
-    Ok(PHASES
-        .iter()
-        .copied()
-        .filter(|name| asked.is_empty() || asked.contains(name))
-        .collect())
 }
 
 /// What every phase needs to know about the whole cluster, worked out once.
@@ -196,32 +183,4 @@ fn planned_node<'a>(
         facts,
         control_plane_ip,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phases_are_selected_in_run_order_once() {
-        assert_eq!(select_phases(&[]).unwrap(), PHASES);
-        assert_eq!(select_phases(&["os", "os"]).unwrap(), ["os"]);
-        assert_eq!(select_phases(&["etcd", "os"]).unwrap(), ["os", "etcd"]);
-        assert_eq!(
-            select_phases(&["containerd", "repository"]).unwrap(),
-            ["repository", "containerd"]
-        );
-    }
-
-    #[test]
-    fn an_unknown_phase_lists_the_known_ones() {
-        let error = select_phases(&["os", "kubelet"]).unwrap_err();
-        assert!(
-            matches!(&error, PlanError::UnknownPhase { phase, known } if phase == "kubelet" && known == &["os", "repository", "etcd", "containerd"]),
-            "{error:?}"
-        );
-        assert_eq!(error.to_string(), "unknown phase `kubelet`");
-        let help = miette::Diagnostic::help(&error).unwrap().to_string();
-        assert_eq!(help, "the phases are: os, repository, etcd, containerd");
-    }
 }

@@ -12,6 +12,8 @@
 //!
 //! Without a staged bundle the phase has no hosts: nodes keep their own sources.
 
+use crate::phases::{HealthGate, Needs, PhaseUnit};
+use metalk8s_model::PhaseName;
 use std::net::IpAddr;
 
 use metalk8s_model::plan::{
@@ -23,7 +25,17 @@ use metalk8s_model::repository as repo;
 use crate::steps::{Steps, directory, file, managed_content, reaction, service};
 use crate::{Cluster, Inputs, PlanError, PlannedNode, StagedBundle};
 
-pub(crate) const PHASE: &str = "repository";
+pub(crate) const UNIT: PhaseUnit = PhaseUnit {
+    name: PhaseName::Repository,
+    summary: "the staged bundle served from the bootstrap node; every node's APT pointed at it only",
+    needs: Needs {
+        pki: true,
+        staged_bundle: true,
+        etcd_state: false,
+    },
+    gate: HealthGate::RegistryAnswers,
+    plan: phase,
+};
 
 /// Debian's marker of a successful `apt-get update`, which the packages resource reads to
 /// skip its own update.
@@ -44,7 +56,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
         }
     }
     Ok(Phase {
-        name: PHASE.to_owned(),
+        name: PhaseName::Repository,
         rollout: Rollout::FirstAlone,
         hosts,
     })

@@ -6,9 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use metalk8s_model::Facts;
+use metalk8s_model::PhaseName;
 use metalk8s_model::facts::{InterfaceAddress, OsRelease};
 use metalk8s_model::plan::{Plan, Resource};
-use metalk8s_plan::{PHASES, PlanError, plan};
+use metalk8s_plan::{PlanError, plan};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 use serde_json::{Value, json};
@@ -221,19 +222,18 @@ fn planned(cluster: &Cluster) -> (metalk8s_model::Inventory, Plan) {
 /// Every phase, but etcd only when every member runs an apt distribution: etcd packages
 /// come from apt only yet (`etcd_is_refused_on_dnf_members` checks the other case), and
 /// the bundle's phases only when every node does (the repository serves APT only).
-fn phases(inventory: &metalk8s_model::Inventory, cluster: &Cluster) -> Vec<&'static str> {
+fn phases(inventory: &metalk8s_model::Inventory, cluster: &Cluster) -> Vec<PhaseName> {
     let dnf_etcd = dnf_etcd_member(inventory, cluster).is_some();
     let dnf_node = cluster
         .facts
         .values()
         .any(|facts| !matches!(facts.os.id.as_str(), "debian" | "ubuntu"));
-    PHASES
-        .iter()
-        .copied()
-        .filter(|phase| match *phase {
-            "etcd" => !dnf_etcd,
-            "repository" | "containerd" => !dnf_node,
-            _ => true,
+    PhaseName::ALL
+        .into_iter()
+        .filter(|phase| match phase {
+            PhaseName::Etcd => !dnf_etcd,
+            PhaseName::Repository | PhaseName::Containerd => !dnf_node,
+            PhaseName::Os => true,
         })
         .collect()
 }
@@ -257,7 +257,7 @@ proptest! {
     fn every_node_has_a_host_plan_in_every_phase(cluster in cluster()) {
         let (inventory, plan) = planned(&cluster);
         let names: Vec<&str> = inventory.nodes.iter().map(|node| node.name.as_str()).collect();
-        let phase_names: Vec<&str> = plan.phases.iter().map(|phase| phase.name.as_str()).collect();
+        let phase_names: Vec<PhaseName> = plan.phases.iter().map(|phase| phase.name).collect();
         prop_assert_eq!(phase_names, phases(&inventory, &cluster));
         let bootstrap_of = |inventory: &metalk8s_model::Inventory| {
             inventory.nodes_with(metalk8s_model::inventory::Role::Bootstrap).next().unwrap().name.clone()
@@ -268,15 +268,15 @@ proptest! {
             .collect();
         for phase in &plan.phases {
             let hosts: Vec<&str> = phase.hosts.iter().map(|host| host.node.as_str()).collect();
-            match phase.name.as_str() {
-                "etcd" => prop_assert_eq!(&hosts, &members),
+            match phase.name {
+                PhaseName::Etcd => prop_assert_eq!(&hosts, &members),
                 // The bootstrap node first, then the others in inventory order.
-                "repository" => {
+                PhaseName::Repository => {
                     prop_assert_eq!(hosts.len(), names.len());
                     let bootstrap = bootstrap_of(&inventory);
                     prop_assert_eq!(hosts[0], bootstrap.as_str());
                 }
-                _ => prop_assert_eq!(&hosts, &names),
+                PhaseName::Os | PhaseName::Containerd => prop_assert_eq!(&hosts, &names),
             }
         }
     }
@@ -303,7 +303,7 @@ proptest! {
     fn etcd_is_refused_on_dnf_members(cluster in cluster()) {
         let (inventory, _) = planned(&cluster);
         if let Some(member) = dnf_etcd_member(&inventory, &cluster) {
-            let error = plan(&inventory, &cluster.facts, &common::inputs(&inventory), &["etcd"]).unwrap_err();
+            let error = plan(&inventory, &cluster.facts, &common::inputs(&inventory), &[PhaseName::Etcd]).unwrap_err();
             prop_assert!(matches!(&error, PlanError::NoEtcdPackage { node } if *node == member), "{:?}", error);
         }
     }

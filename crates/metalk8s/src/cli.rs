@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
+use metalk8s_model::PhaseName;
 
 use crate::output::Format;
 
@@ -163,9 +164,19 @@ pub enum LabCommand {
 
 #[derive(Debug, Args)]
 pub struct PhaseSelection {
-    /// Only this phase (repeatable); all phases when omitted.
-    #[arg(long = "phase", value_name = "NAME")]
-    pub phases: Vec<String>,
+    /// Only this phase (repeatable); all phases when omitted (docs/phases.md).
+    #[arg(long = "phase", value_name = "NAME", value_parser = phase_name())]
+    pub phases: Vec<PhaseName>,
+}
+
+/// `--phase` takes the registry's names; help and completions list them in run order.
+fn phase_name() -> impl clap::builder::TypedValueParser<Value = PhaseName> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(PhaseName::ALL.map(|phase| {
+        clap::builder::PossibleValue::new(phase.as_str())
+            .help(metalk8s_plan::phases::unit(phase).summary)
+    }))
+    .map(|name| PhaseName::parse(&name).expect("clap accepts the phases' names only"))
 }
 
 #[derive(Debug, Args)]

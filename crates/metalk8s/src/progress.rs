@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metalk8s_engine::executor::Progress;
 use metalk8s_engine::report::{GateReport, HostReport};
 use metalk8s_engine::runner::StepReport;
+use metalk8s_model::PhaseName;
 use metalk8s_model::plan::Phase;
 use metalk8s_model::report::StepOutcome;
 
@@ -56,7 +57,7 @@ fn describe(report: &StepReport) -> Option<String> {
 
 impl Progress for DeployProgress {
     fn phase_started(&self, phase: &Phase) {
-        *self.phase.lock().unwrap() = phase.name.clone();
+        *self.phase.lock().unwrap() = phase.name.to_string();
         let Some((multi, bars)) = &self.bars else {
             eprintln!("phase {}: {} hosts", phase.name, phase.hosts.len());
             return;
@@ -125,13 +126,16 @@ impl Progress for DeployProgress {
         }
     }
 
-    fn gate_checked(&self, phase: &str, report: &GateReport) {
+    fn gate_checked(&self, phase: PhaseName, report: &GateReport) {
         let verdict = if report.passed { "passed" } else { "FAILED" };
-        let line = format!(
+        let mut line = format!(
             "phase {phase}: health gate after {}: {verdict}: {}",
             report.after.join(", "),
             report.summary
         );
+        if let Some(hint) = &report.hint {
+            line.push_str(&format!("\n  hint: {hint}"));
+        }
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(line);

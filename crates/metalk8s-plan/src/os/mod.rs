@@ -11,6 +11,8 @@ mod chrony;
 mod config;
 mod family;
 
+use crate::phases::{HealthGate, Needs, PhaseUnit};
+use metalk8s_model::PhaseName;
 use metalk8s_model::plan::{
     HostPlan, HostnameResource, HostsEntriesResource, HostsEntry, KernelModuleResource,
     PackageManager, PackageState, PackagesResource, Phase, Resource, Rollout, SwapOffResource,
@@ -22,7 +24,19 @@ use crate::steps::{Steps, directory, file, reaction, service};
 use crate::{Cluster, PlanError, PlannedNode};
 use family::Family;
 
-pub(crate) const PHASE: &str = "os";
+pub(crate) const UNIT: PhaseUnit = PhaseUnit {
+    name: PhaseName::Os,
+    summary: "kernel modules and parameters, swap, names, packages, time, journal, limits",
+    needs: Needs {
+        pki: false,
+        staged_bundle: false,
+        etcd_state: false,
+    },
+    gate: HealthGate::StepsOnly {
+        why: "every step is observed again after it is applied, and no service of the phase is used by another node",
+    },
+    plan: phase,
+};
 
 /// The package manager of a node's distribution family.
 pub(crate) fn family_of(
@@ -44,14 +58,14 @@ const MANAGER_FILE: &str = "/etc/systemd/system.conf.d/90-metalk8s.conf";
 const APT_PROXY_FILE: &str = "/etc/apt/apt.conf.d/90-metalk8s-proxy.conf";
 const DNF_CONF: &str = "/etc/dnf/dnf.conf";
 
-pub(crate) fn phase(cluster: &Cluster) -> Result<Phase, PlanError> {
+pub(crate) fn phase(cluster: &Cluster, _inputs: &crate::Inputs) -> Result<Phase, PlanError> {
     let hosts = cluster
         .nodes
         .iter()
         .map(|node| host_plan(cluster, node))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Phase {
-        name: PHASE.to_owned(),
+        name: PhaseName::Os,
         rollout: Rollout::Parallel,
         hosts,
     })

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use comfy_table::Cell;
+use metalk8s_model::PhaseName;
 use metalk8s_pki::PkiAction;
 
 use crate::cli::{CertsCommand, ClusterArgs};
@@ -114,7 +115,14 @@ fn renew(args: &ClusterArgs, all: bool, within_days: u32) -> CommandResult {
             "etcd is not healthy: renewing every member at once (a rolling renewal needs a healthy cluster)"
         );
     }
-    let mut request = DeployRequest::new(vec!["etcd".to_owned()], connect);
+    // Every phase that places certificates, narrowed after the renewal to those placing a
+    // renewed one.
+    let phases: Vec<PhaseName> = metalk8s_plan::phases::registry()
+        .filter(|unit| unit.needs.pki)
+        .map(|unit| unit.name)
+        .collect();
+    let mut request = DeployRequest::new(phases, connect);
+    request.placing_renewed_only = true;
     request.pki = if all {
         PkiAction::RenewAll
     } else {

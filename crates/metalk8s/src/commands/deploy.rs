@@ -1,3 +1,4 @@
+use std::fmt::Write;
 use std::process::ExitCode;
 
 use comfy_table::Cell;
@@ -34,6 +35,13 @@ pub fn run(args: DeployArgs) -> CommandResult {
 }
 
 pub(crate) fn print_report(report: &DeployReport) {
+    print!("{}", render_report(report));
+}
+
+/// The report as the terminal shows it: a table of hosts, the gates, every step that did
+/// not come out unchanged, and the verdict.
+fn render_report(report: &DeployReport) -> String {
+    let mut out = String::new();
     let mut table = output::table(&[
         "phase",
         "node",
@@ -48,7 +56,7 @@ pub(crate) fn print_report(report: &DeployReport) {
         for host in &phase.hosts {
             let tally = host.tally();
             table.add_row(vec![
-                Cell::new(&phase.name),
+                Cell::new(phase.name),
                 Cell::new(&host.node),
                 Cell::new(tally.changed),
                 Cell::new(tally.unchanged),
@@ -63,23 +71,28 @@ pub(crate) fn print_report(report: &DeployReport) {
             ]);
         }
     }
-    println!("{table}");
+    writeln!(out, "{table}").unwrap();
     for phase in &report.phases {
         for gate in &phase.gates {
             let verdict = if gate.passed { "passed" } else { "FAILED" };
-            println!(
+            writeln!(
+                out,
                 "[{}] health gate after {}: {verdict}: {}",
                 phase.name,
                 gate.after.join(", "),
                 gate.summary
-            );
+            )
+            .unwrap();
+            if let Some(hint) = &gate.hint {
+                writeln!(out, "  hint: {hint}").unwrap();
+            }
         }
         for host in &phase.hosts {
             if let Some(error) = &host.error {
-                println!("{} [{}] failed: {error}", host.node, phase.name);
+                writeln!(out, "{} [{}] failed: {error}", host.node, phase.name).unwrap();
             }
             for step in &host.steps {
-                print_step(&host.node, &phase.name, step);
+                render_step(&mut out, &host.node, phase.name.as_str(), step);
             }
         }
     }
@@ -95,7 +108,11 @@ pub(crate) fn print_report(report: &DeployReport) {
         .map(|h| h.tally().resumed)
         .sum();
     if let Some(run) = &report.resumed_from {
-        println!("resumed interrupted run {run}: {resumed} steps it had completed were verified");
+        writeln!(
+            out,
+            "resumed interrupted run {run}: {resumed} steps it had completed were verified"
+        )
+        .unwrap();
     }
     let not_run: Vec<&str> = report
         .phases
@@ -104,18 +121,23 @@ pub(crate) fn print_report(report: &DeployReport) {
         .map(|p| p.name.as_str())
         .collect();
     if report.succeeded {
-        println!(
+        writeln!(
+            out,
             "run {}: done ({} steps {verb} in total)",
             report.run,
             count_changed(report)
-        );
+        )
+        .unwrap();
     } else {
-        println!(
+        writeln!(
+            out,
             "run {}: FAILED; phases not completed: {}",
             report.run,
             not_run.join(", ")
-        );
+        )
+        .unwrap();
     }
+    out
 }
 
 fn count_changed(report: &DeployReport) -> usize {
@@ -127,7 +149,12 @@ fn count_changed(report: &DeployReport) -> usize {
         .sum()
 }
 
-fn print_step(node: &str, phase: &str, step: &metalk8s_engine::runner::StepReport) {
+fn render_step(
+    out: &mut String,
+    node: &str,
+    phase: &str,
+    step: &metalk8s_engine::runner::StepReport,
+) {
     let detail = match &step.outcome {
         StepOutcome::Unchanged => return,
         StepOutcome::Changed { changes } => changes.join("; "),
@@ -143,9 +170,89 @@ fn print_step(node: &str, phase: &str, step: &metalk8s_engine::runner::StepRepor
         StepOutcome::Failed { error } => error.clone(),
         StepOutcome::Skipped { reason } => reason.clone(),
     };
-    println!(
+    writeln!(
+        out,
         "{node} [{phase}] {} {}: {detail}",
         step.step,
         step.outcome.label()
-    );
+    )
+    .unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metalk8s_engine::report::{GateReport, HostReport, PhaseReport};
+    use metalk8s_engine::runner::StepReport;
+    use metalk8s_model::PhaseName;
+
+    fn step(step: &str, outcome: StepOutcome) -> StepReport {
+        StepReport {
+            step: step.to_owned(),
+            outcome,
+            duration_ms: 12,
+            resumed: false,
+        }
+    }
+
+    #[test]
+    fn the_report_shows_hosts_gates_with_hints_changes_and_the_verdict() {
+        let report = DeployReport {
+            api_version: "metalk8s.io/v1alpha1".to_owned(),
+            kind: "DeployReport".to_owned(),
+            run: "20261204-101500-42".to_owned(),
+            dry_run: false,
+            resumed_from: None,
+            succeeded: false,
+            phases: vec![
+                PhaseReport {
+                    name: PhaseName::Os,
+                    completed: true,
+                    hosts: vec![HostReport {
+                        node: "node1".to_owned(),
+                        steps: vec![
+                            step("swap", StepOutcome::Unchanged),
+                            step(
+                                "packages",
+                                StepOutcome::Changed {
+                                    changes: vec!["installed chrony".to_owned()],
+                                },
+                            ),
+                        ],
+                        error: None,
+                        duration_ms: 1500,
+                    }],
+                    gates: Vec::new(),
+                },
+                PhaseReport {
+                    name: PhaseName::Etcd,
+                    completed: false,
+                    hosts: vec![HostReport {
+                        node: "node1".to_owned(),
+                        steps: vec![step(
+                            "service/etcd",
+                            StepOutcome::Changed {
+                                changes: vec!["restarted".to_owned()],
+                            },
+                        )],
+                        error: None,
+                        duration_ms: 4200,
+                    }],
+                    gates: vec![GateReport {
+                        after: vec!["node1".to_owned()],
+                        passed: false,
+                        summary: "etcd is not healthy after 180 s: node2 unhealthy".to_owned(),
+                        hint: Some("`metalk8s etcd status` shows each member".to_owned()),
+                    }],
+                },
+                PhaseReport {
+                    name: PhaseName::Containerd,
+                    completed: false,
+                    hosts: Vec::new(),
+                    gates: Vec::new(),
+                },
+            ],
+        };
+        insta::assert_snapshot!(render_report(&report));
+    }
 }

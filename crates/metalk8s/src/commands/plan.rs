@@ -1,9 +1,12 @@
 use std::process::ExitCode;
 
-use metalk8s_model::plan::Plan;
+use std::fmt::Write;
+
+use metalk8s_model::plan::{Plan, Rollout};
 
 use crate::cli::PlanArgs;
 use crate::exit::{CommandResult, Failure};
+use crate::ops::inputs::{self, GatherOptions};
 use crate::ops::session;
 use crate::output;
 
@@ -14,35 +17,18 @@ pub fn run(args: PlanArgs) -> CommandResult {
     let session = super::runtime()
         .block_on(session::open(&inventory, &options))
         .map_err(Failure::problem)?;
-    let phases: Vec<&str> = args.phases.phases.iter().map(String::as_str).collect();
+    let phases = &args.phases.phases;
     let binary = metalk8s_engine::agent::AgentBinary::current().map_err(|error| {
         Failure::problem(miette::miette!("cannot read the metalk8s binary: {error}"))
     })?;
-    let mut inputs = metalk8s_plan::Inputs {
-        agent_path: binary.remote_path(),
-        ..metalk8s_plan::Inputs::default()
-    };
-    let bootstrap = inventory
-        .nodes_with(metalk8s_model::inventory::Role::Bootstrap)
-        .next()
-        .and_then(|node| session.hosts.get(&node.name));
-    if let Some(bootstrap) = bootstrap {
-        inputs.bundle =
-            super::runtime().block_on(crate::ops::bundle::read_staged(bootstrap.as_ref()))?;
-    }
-    if metalk8s_plan::Inputs::need_pki(&phases) {
-        // On a scratch copy of the store: planning writes nothing.
-        let answer = super::runtime().block_on(crate::ops::pki::ask(
-            &inventory,
-            &session.hosts,
-            &session.facts,
-            &binary,
-            metalk8s_pki::PkiAction::Ensure,
-            true,
-        ))?;
-        inputs.pki = answer.files;
-    }
-    let plan = metalk8s_plan::plan(&inventory, &session.facts, &inputs, &phases)
+    let gathered = super::runtime().block_on(inputs::gather(
+        &inventory,
+        &session,
+        &binary,
+        phases,
+        &GatherOptions::planning(),
+    ))?;
+    let plan = metalk8s_plan::plan(&inventory, &session.facts, &gathered.inputs, phases)
         .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?
         .redacted();
     if !output::print_data(args.output, &plan) {
@@ -52,14 +38,83 @@ pub fn run(args: PlanArgs) -> CommandResult {
 }
 
 fn print_table(plan: &Plan) {
+    print!("{}", render_table(plan));
+    eprintln!("`metalk8s deploy --dry-run` shows what each step would change.");
+}
+
+/// Each phase with its summary and rollout, then a table of its hosts and their steps.
+fn render_table(plan: &Plan) -> String {
+    let mut out = String::new();
     for phase in &plan.phases {
-        println!("phase {} ({:?})", phase.name, phase.rollout);
+        let rollout = match phase.rollout {
+            Rollout::Parallel => "all hosts at once".to_owned(),
+            Rollout::Batches { size } => format!("{size} host(s) at a time"),
+            Rollout::FirstAlone => "the first host alone, then the others".to_owned(),
+        };
+        let unit = metalk8s_plan::phases::unit(phase.name);
+        writeln!(out, "phase {}: {} ({rollout})", phase.name, unit.summary).unwrap();
+        if phase.hosts.is_empty() {
+            writeln!(out, "  no hosts").unwrap();
+            continue;
+        }
         let mut table = output::table(&["node", "steps"]);
         for host in &phase.hosts {
             let steps: Vec<&str> = host.steps.iter().map(|s| s.id.as_str()).collect();
             table.add_row(vec![host.node.clone(), steps.join("\n")]);
         }
-        println!("{table}");
+        writeln!(out, "{table}").unwrap();
     }
-    eprintln!("`metalk8s deploy --dry-run` shows what each step would change.");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metalk8s_model::PhaseName;
+    use metalk8s_model::plan::{HostPlan, Phase, Resource, Step, SwapOffResource};
+
+    fn host(node: &str, steps: &[&str]) -> HostPlan {
+        HostPlan {
+            node: node.to_owned(),
+            steps: steps
+                .iter()
+                .map(|id| Step {
+                    id: (*id).to_owned(),
+                    resource: Resource::SwapOff(SwapOffResource {}),
+                    after: Vec::new(),
+                    watch: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_plan_table_shows_each_phase_its_rollout_and_steps() {
+        let plan = Plan {
+            api_version: "metalk8s.io/v1alpha1".to_owned(),
+            kind: "Plan".to_owned(),
+            cluster: "lab".to_owned(),
+            phases: vec![
+                Phase {
+                    name: PhaseName::Os,
+                    rollout: Rollout::Parallel,
+                    hosts: vec![
+                        host("node1", &["swap", "packages"]),
+                        host("node2", &["swap"]),
+                    ],
+                },
+                Phase {
+                    name: PhaseName::Repository,
+                    rollout: Rollout::FirstAlone,
+                    hosts: Vec::new(),
+                },
+                Phase {
+                    name: PhaseName::Etcd,
+                    rollout: Rollout::Batches { size: 1 },
+                    hosts: vec![host("node1", &["service/etcd"])],
+                },
+            ],
+        };
+        insta::assert_snapshot!(render_table(&plan));
+    }
 }

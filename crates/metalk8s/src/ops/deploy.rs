@@ -1,6 +1,6 @@
 //! `metalk8s deploy`: connect, gather, plan, lock, execute with the journal, unlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,22 +8,27 @@ use metalk8s_engine::agent::AgentBinary;
 use metalk8s_engine::executor::Executor;
 use metalk8s_engine::journal::{Entry, Journal, now};
 use metalk8s_engine::lock::{self, Holder};
+use metalk8s_engine::poll::SystemClock;
 use metalk8s_engine::report::DeployReport;
-use metalk8s_model::inventory::{Inventory, Role};
-use metalk8s_model::plan::Plan;
+use metalk8s_model::PhaseName;
+use metalk8s_model::inventory::Inventory;
+use metalk8s_model::plan::{Plan, Resource};
 use metalk8s_pki::{PkiAction, PkiResponse};
-use metalk8s_plan::Inputs;
-use metalk8s_transport::{Command, ConnectOptions, Host};
+use metalk8s_transport::{ConnectOptions, Host};
 
 use crate::exit::Failure;
 use crate::ops::bundle::BundleSource;
-use crate::ops::etcd::EtcdGate;
-use crate::ops::repository::{PhaseGates, RepositoryGate};
+use crate::ops::gates::DeployGates;
+use crate::ops::inputs::{self, GatherOptions};
 use crate::ops::session;
 use crate::progress::DeployProgress;
 
 pub struct DeployRequest {
-    pub phases: Vec<String>,
+    /// The phases to run (all when empty).
+    pub phases: Vec<PhaseName>,
+    /// Of those, run only the phases that place a certificate the PKI store renewed now
+    /// (`certs renew`).
+    pub placing_renewed_only: bool,
     pub limit: Vec<String>,
     pub dry_run: bool,
     pub connect: ConnectOptions,
@@ -37,9 +42,10 @@ pub struct DeployRequest {
 }
 
 impl DeployRequest {
-    pub fn new(phases: Vec<String>, connect: ConnectOptions) -> Self {
+    pub fn new(phases: Vec<PhaseName>, connect: ConnectOptions) -> Self {
         DeployRequest {
             phases,
+            placing_renewed_only: false,
             limit: Vec::new(),
             dry_run: false,
             connect,
@@ -115,7 +121,6 @@ pub async fn deploy(
     let session = session::open(inventory, &request.connect)
         .await
         .map_err(Failure::problem)?;
-    let phases: Vec<&str> = request.phases.iter().map(String::as_str).collect();
     let binary = AgentBinary::current().map_err(|error| {
         Failure::problem(miette::miette!(
             "cannot read the metalk8s binary to ship it to the nodes: {error}"
@@ -124,7 +129,7 @@ pub async fn deploy(
     let run = run_id();
     let progress = DeployProgress::new();
     if request.dry_run {
-        let (plan, pki) = make_plan(inventory, request, &session, &binary, &phases).await?;
+        let (plan, pki) = make_plan(inventory, request, &session, &binary).await?;
         let executor = executor(
             &session.hosts,
             &binary,
@@ -143,7 +148,7 @@ pub async fn deploy(
 
     let journal =
         Journal::open(&state_dir(&inventory.name).join("journal.jsonl")).map_err(Failure::error)?;
-    let bootstrap = bootstrap_host(inventory, &session.hosts)?;
+    let bootstrap = inputs::bootstrap_host(inventory, &session.hosts)?;
     let me = holder(&run);
     let holder_description = me.describe();
     let lock = lock::acquire(bootstrap.as_ref(), me, &lock::process_alive)
@@ -161,7 +166,7 @@ pub async fn deploy(
         );
     }
     let locked = async {
-        let (plan, pki) = make_plan(inventory, request, &session, &binary, &phases).await?;
+        let (plan, pki) = make_plan(inventory, request, &session, &binary).await?;
         let interrupted = journal.interrupted().map_err(Failure::error)?;
         if let Some(interrupted) = &interrupted {
             eprintln!(
@@ -174,20 +179,20 @@ pub async fn deploy(
             .record(&Entry::RunStarted {
                 run: run.clone(),
                 time: now(),
-                phases: plan.phases.iter().map(|p| p.name.clone()).collect(),
+                phases: plan.phases.iter().map(|p| p.name.to_string()).collect(),
                 holder: holder_description,
             })
             .map_err(Failure::error)?;
-        let mut gates: Vec<Box<dyn metalk8s_engine::executor::Gate>> = vec![Box::new(EtcdGate {
-            cluster: super::etcd::cluster(inventory, &session.hosts, &session.facts),
-        })];
-        if let Some(ip) = bootstrap_ip(inventory, &session) {
-            gates.push(Box::new(RepositoryGate {
-                bootstrap: bootstrap.clone(),
-                ip,
-            }));
-        }
-        let gate = PhaseGates(gates);
+        let addresses = metalk8s_plan::control_plane_ips(inventory, &session.facts);
+        let gates = DeployGates {
+            hosts: &session.hosts,
+            registry: inventory
+                .bootstrap()
+                .and_then(|node| addresses.get(&node.name))
+                .map(|ip| (bootstrap.clone(), *ip)),
+            etcd: super::etcd::cluster(inventory, &session.hosts, &session.facts),
+            clock: &SystemClock,
+        };
         let mut executor = executor(
             &session.hosts,
             &binary,
@@ -198,7 +203,7 @@ pub async fn deploy(
             &progress,
             false,
         );
-        executor.gate = Some(&gate);
+        executor.gate = Some(&gates);
         let report = executor.execute(&plan).await;
         journal
             .record(&Entry::RunFinished {
@@ -222,65 +227,45 @@ async fn make_plan(
     request: &DeployRequest,
     session: &session::Session,
     binary: &AgentBinary,
-    phases: &[&str],
 ) -> Result<(Plan, Option<PkiResponse>), Failure> {
-    let mut inputs = Inputs {
-        agent_path: binary.remote_path(),
-        ..Inputs::default()
+    let options = GatherOptions {
+        pki: request.pki,
+        dry_run: request.dry_run,
+        bundle: request.bundle.as_ref(),
+        etcd_rolling: request.etcd_rolling,
     };
-    let bootstrap = bootstrap_host(inventory, &session.hosts)?;
-    inputs.bundle = match &request.bundle {
-        Some(source) => Some(super::bundle::stage(&bootstrap, source, request.dry_run).await?),
-        None => super::bundle::read_staged(bootstrap.as_ref()).await?,
-    };
-    let mut pki = None;
-    if Inputs::need_pki(phases) {
-        // Independent questions to different nodes: asked at once.
-        let running = async {
-            match request.etcd_rolling {
-                Some(rolling) => rolling,
-                None => etcd_exists(inventory, &session.hosts).await,
-            }
-        };
-        let (answer, running) = futures::join!(
-            super::pki::ask(
-                inventory,
-                &session.hosts,
-                &session.facts,
-                binary,
-                request.pki,
-                request.dry_run,
-            ),
-            running
-        );
-        let answer = answer?;
-        inputs.pki = answer.files.clone();
-        inputs.etcd_running = running;
-        pki = Some(answer);
+    let gathered = inputs::gather(inventory, session, binary, &request.phases, &options).await?;
+    let mut plan =
+        metalk8s_plan::plan(inventory, &session.facts, &gathered.inputs, &request.phases)
+            .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;
+    if request.placing_renewed_only {
+        let renewed: BTreeSet<(&str, &str)> = gathered
+            .pki
+            .iter()
+            .flat_map(|pki| &pki.renewals)
+            .flat_map(|renewal| {
+                renewal
+                    .node_files
+                    .iter()
+                    .map(|path| (renewal.node.as_str(), path.as_str()))
+            })
+            .collect();
+        keep_phases_placing(&mut plan, &renewed);
     }
-    let plan = metalk8s_plan::plan(inventory, &session.facts, &inputs, phases)
-        .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;
-    Ok((limit_plan(plan, &request.limit, inventory)?, pki))
+    Ok((limit_plan(plan, &request.limit, inventory)?, gathered.pki))
 }
 
-/// Whether an etcd member already holds data: the cluster exists, and its members must
-/// change one at a time.
-async fn etcd_exists(inventory: &Inventory, hosts: &BTreeMap<String, Arc<dyn Host>>) -> bool {
-    let probes = inventory.nodes_with(Role::Etcd).filter_map(|node| {
-        let host = hosts.get(&node.name)?.clone();
-        Some(async move {
-            let command =
-                Command::new(format!("test -d {}/member", metalk8s_model::etcd::DATA_DIR))
-                    .as_root();
-            host.run(&command)
-                .await
-                .is_ok_and(|output| output.success())
+/// Keeps the phases whose plan places one of `files` (node, path) on its node: the phases
+/// that consume those files, found from the plans themselves.
+fn keep_phases_placing(plan: &mut Plan, files: &BTreeSet<(&str, &str)>) {
+    plan.phases.retain(|phase| {
+        phase.hosts.iter().any(|host| {
+            host.steps.iter().any(|step| match &step.resource {
+                Resource::File(file) => files.contains(&(host.node.as_str(), file.path.as_str())),
+                _ => false,
+            })
         })
     });
-    futures::future::join_all(probes)
-        .await
-        .into_iter()
-        .any(|exists| exists)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -307,22 +292,62 @@ fn executor<'a>(
     }
 }
 
-fn bootstrap_host(
-    inventory: &Inventory,
-    hosts: &BTreeMap<String, Arc<dyn Host>>,
-) -> Result<Arc<dyn Host>, Failure> {
-    inventory
-        .nodes_with(Role::Bootstrap)
-        .next()
-        .and_then(|node| hosts.get(&node.name).cloned())
-        .ok_or_else(|| Failure::invalid(miette::miette!("the inventory has no bootstrap node")))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metalk8s_model::plan::{FileResource, HostPlan, Phase, Rollout, Step};
 
-/// The bootstrap node's control-plane address, where the repository listens.
-fn bootstrap_ip(inventory: &Inventory, session: &session::Session) -> Option<std::net::IpAddr> {
-    let node = inventory.nodes_with(Role::Bootstrap).next()?;
-    super::pki::addresses(inventory, &session.facts)
-        .control_plane_ips
-        .get(&node.name)
-        .copied()
+    fn phase(name: PhaseName, node: &str, path: &str) -> Phase {
+        Phase {
+            name,
+            rollout: Rollout::Parallel,
+            hosts: vec![HostPlan {
+                node: node.to_owned(),
+                steps: vec![Step {
+                    id: format!("file{path}"),
+                    resource: Resource::File(FileResource {
+                        path: path.to_owned(),
+                        content: String::new(),
+                        mode: 0o644,
+                        owner: "root".to_owned(),
+                        group: "root".to_owned(),
+                        secret: false,
+                    }),
+                    after: Vec::new(),
+                    watch: Vec::new(),
+                }],
+            }],
+        }
+    }
+
+    /// `certs renew --all` used to deploy `etcd` only, so the repository kept serving its
+    /// old certificate: the phases to deploy now come from what each one places.
+    #[test]
+    fn a_renewed_repository_certificate_selects_the_repository_phase() {
+        let mut plan = Plan {
+            api_version: "metalk8s.io/v1alpha1".to_owned(),
+            kind: "Plan".to_owned(),
+            cluster: "test".to_owned(),
+            phases: vec![
+                phase(
+                    PhaseName::Repository,
+                    "node1",
+                    metalk8s_model::repository::CERT_FILE,
+                ),
+                phase(
+                    PhaseName::Etcd,
+                    "node1",
+                    "/etc/kubernetes/pki/etcd/peer.crt",
+                ),
+            ],
+        };
+        let renewed = BTreeSet::from([("node1", metalk8s_model::repository::CERT_FILE)]);
+        keep_phases_placing(&mut plan, &renewed);
+        let kept: Vec<PhaseName> = plan.phases.iter().map(|p| p.name).collect();
+        assert_eq!(kept, [PhaseName::Repository]);
+        // The same path on another node is another file.
+        let elsewhere = BTreeSet::from([("node2", "/etc/kubernetes/pki/etcd/peer.crt")]);
+        keep_phases_placing(&mut plan, &elsewhere);
+        assert!(plan.phases.is_empty());
+    }
 }

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metalk8s_engine::executor::Gate;
-use metalk8s_etcd::{EtcdCluster, Member, wait_healthy};
+use metalk8s_etcd::{EtcdCluster, Member};
 use metalk8s_model::Facts;
 use metalk8s_model::inventory::{Inventory, Role};
 use metalk8s_model::report::error_chain;
@@ -15,8 +14,9 @@ use metalk8s_transport::{ConnectOptions, Host};
 
 use crate::exit::Failure;
 
-/// How long the health gate waits for every member to be healthy.
-pub const GATE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long `metalk8s etcd` waits for every member to be healthy: as long as the deploy's
+/// gate does.
+pub const GATE_TIMEOUT: Duration = super::gates::ETCD_PATIENCE.timeout;
 
 /// The members, from connections already open (deploy).
 pub fn cluster(
@@ -24,7 +24,7 @@ pub fn cluster(
     hosts: &BTreeMap<String, Arc<dyn Host>>,
     facts: &BTreeMap<String, Facts>,
 ) -> EtcdCluster {
-    let addresses = super::pki::addresses(inventory, facts);
+    let addresses = metalk8s_plan::control_plane_ips(inventory, facts);
     EtcdCluster {
         token: inventory.name.clone(),
         members: inventory
@@ -32,7 +32,7 @@ pub fn cluster(
             .filter_map(|node| {
                 Some(Member {
                     name: node.name.clone(),
-                    ip: *addresses.control_plane_ips.get(&node.name)?,
+                    ip: *addresses.get(&node.name)?,
                     host: hosts.get(&node.name).cloned(),
                     unreachable: None,
                 })
@@ -108,8 +108,7 @@ pub async fn connect(
         });
     }
     let bootstrap = inventory
-        .nodes_with(Role::Bootstrap)
-        .next()
+        .bootstrap()
         .and_then(|node| hosts.get(&node.name).cloned());
     Ok((
         EtcdCluster {
@@ -118,27 +117,6 @@ pub async fn connect(
         },
         bootstrap,
     ))
-}
-
-/// The `etcd` phase's gate: every member healthy with one leader.
-pub struct EtcdGate {
-    pub cluster: EtcdCluster,
-}
-
-#[async_trait::async_trait]
-impl Gate for EtcdGate {
-    async fn check(&self, phase: &str) -> Option<Result<String, String>> {
-        if phase != "etcd" {
-            return None;
-        }
-        let quiet = |_: &str| {};
-        Some(
-            wait_healthy(&self.cluster, GATE_TIMEOUT, &quiet)
-                .await
-                .map(|status| status.summary())
-                .map_err(|error| error_chain(&error)),
-        )
-    }
 }
 
 /// A timestamp for file names: `20261127T101500Z` (UTC, as the deploy's run ids).

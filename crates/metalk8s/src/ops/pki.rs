@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use metalk8s_engine::agent::{self, AgentBinary};
 use metalk8s_model::Facts;
-use metalk8s_model::inventory::{Inventory, Role};
+use metalk8s_model::inventory::Inventory;
 use metalk8s_pki::{ClusterAddresses, PkiAction, PkiRequest, PkiResponse};
 use metalk8s_transport::Host;
 
@@ -14,18 +14,7 @@ use crate::exit::Failure;
 
 /// Each node's control-plane address: declared in the inventory, else found in its facts.
 pub fn addresses(inventory: &Inventory, facts: &BTreeMap<String, Facts>) -> ClusterAddresses {
-    ClusterAddresses::new(
-        inventory
-            .nodes
-            .iter()
-            .filter_map(|node| {
-                let ip = node.control_plane_ip.or_else(|| {
-                    metalk8s_plan::control_plane_ip(inventory, node, facts.get(&node.name)?)
-                })?;
-                Some((node.name.clone(), ip))
-            })
-            .collect(),
-    )
+    ClusterAddresses::new(metalk8s_plan::control_plane_ips(inventory, facts))
 }
 
 /// Runs `action` on the key store of the bootstrap node (on a scratch copy when
@@ -39,8 +28,7 @@ pub async fn ask(
     dry_run: bool,
 ) -> Result<PkiResponse, Failure> {
     let bootstrap = inventory
-        .nodes_with(Role::Bootstrap)
-        .next()
+        .bootstrap()
         .ok_or_else(|| Failure::invalid(miette::miette!("the inventory has no bootstrap node")))?;
     let host = hosts.get(&bootstrap.name).ok_or_else(|| {
         Failure::problem(miette::miette!(

@@ -1,0 +1,217 @@
+//! What the planner is given besides the inventory and the facts ([`Inputs`]), gathered
+//! once for the phases of a run: `plan`, `deploy` and `certs renew` all come through
+//! [`gather`], so they plan from the same inputs.
+//!
+//! Each phase declares what it needs ([`Needs`]); only that is asked for, and independent
+//! questions to different nodes are asked at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use metalk8s_engine::agent::AgentBinary;
+use metalk8s_model::PhaseName;
+use metalk8s_model::inventory::{Inventory, Role};
+use metalk8s_pki::{PkiAction, PkiResponse};
+use metalk8s_plan::{Inputs, Needs};
+use metalk8s_transport::{Command, Host};
+
+use crate::exit::Failure;
+use crate::ops::bundle::BundleSource;
+use crate::ops::session::Session;
+
+/// How the inputs are gathered.
+pub struct GatherOptions<'a> {
+    /// What the PKI store does before answering (ensure, or renew for `certs renew`).
+    pub pki: PkiAction,
+    /// Nothing is written anywhere: the PKI store answers from a scratch copy, a bundle is
+    /// verified but not staged.
+    pub dry_run: bool,
+    /// A bundle to stage on the bootstrap node (`deploy --bundle`); without one the bundle
+    /// already staged there is read.
+    pub bundle: Option<&'a BundleSource>,
+    /// Whether etcd members change one at a time; `None`: when etcd already holds data.
+    pub etcd_rolling: Option<bool>,
+}
+
+impl GatherOptions<'_> {
+    /// For `metalk8s plan`: ask, write nothing.
+    pub fn planning() -> Self {
+        GatherOptions {
+            pki: PkiAction::Ensure,
+            dry_run: true,
+            bundle: None,
+            etcd_rolling: None,
+        }
+    }
+}
+
+/// The inputs, and what the PKI store did when it was asked.
+pub struct Gathered {
+    pub inputs: Inputs,
+    pub pki: Option<PkiResponse>,
+}
+
+/// Gathers what the `phases` (all when empty) need.
+pub async fn gather(
+    inventory: &Inventory,
+    session: &Session,
+    binary: &AgentBinary,
+    phases: &[PhaseName],
+    options: &GatherOptions<'_>,
+) -> Result<Gathered, Failure> {
+    let needs = Needs::of(&metalk8s_plan::phases::select(phases));
+    let bootstrap = bootstrap_host(inventory, &session.hosts)?;
+    let mut inputs = Inputs {
+        agent_path: binary.remote_path(),
+        ..Inputs::default()
+    };
+    // Independent questions to different nodes: asked at once.
+    let bundle = async {
+        if !needs.staged_bundle {
+            return Ok(None);
+        }
+        match options.bundle {
+            Some(source) => super::bundle::stage(&bootstrap, source, options.dry_run)
+                .await
+                .map(Some),
+            None => super::bundle::read_staged(bootstrap.as_ref()).await,
+        }
+    };
+    let pki = async {
+        if !needs.pki {
+            return Ok(None);
+        }
+        super::pki::ask(
+            inventory,
+            &session.hosts,
+            &session.facts,
+            binary,
+            options.pki,
+            options.dry_run,
+        )
+        .await
+        .map(Some)
+    };
+    let etcd_running = async {
+        match options.etcd_rolling {
+            _ if !needs.etcd_state => false,
+            Some(rolling) => rolling,
+            None => etcd_holds_data(inventory, &session.hosts).await,
+        }
+    };
+    let (bundle, pki, etcd_running) = futures::join!(bundle, pki, etcd_running);
+    inputs.bundle = bundle?;
+    let pki = pki?;
+    if let Some(answer) = &pki {
+        inputs.pki = answer.files.clone();
+    }
+    inputs.etcd_running = etcd_running;
+    Ok(Gathered { inputs, pki })
+}
+
+/// Whether an etcd member already holds data: the cluster exists, and its members must
+/// change one at a time.
+pub async fn etcd_holds_data(
+    inventory: &Inventory,
+    hosts: &BTreeMap<String, Arc<dyn Host>>,
+) -> bool {
+    let probes = inventory.nodes_with(Role::Etcd).filter_map(|node| {
+        let host = hosts.get(&node.name)?.clone();
+        Some(async move {
+            let command =
+                Command::new(format!("test -d {}/member", metalk8s_model::etcd::DATA_DIR))
+                    .as_root();
+            host.run(&command)
+                .await
+                .is_ok_and(|output| output.success())
+        })
+    });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .any(|exists| exists)
+}
+
+/// The bootstrap node's connection.
+pub fn bootstrap_host(
+    inventory: &Inventory,
+    hosts: &BTreeMap<String, Arc<dyn Host>>,
+) -> Result<Arc<dyn Host>, Failure> {
+    let node = inventory
+        .bootstrap()
+        .ok_or_else(|| Failure::invalid(miette::miette!("the inventory has no bootstrap node")))?;
+    hosts.get(&node.name).cloned().ok_or_else(|| {
+        Failure::problem(miette::miette!(
+            "no connection to the bootstrap node {}",
+            node.name
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metalk8s_model::Facts;
+    use metalk8s_transport::Output;
+    use metalk8s_transport::fake::RecordingHost;
+
+    fn inventory() -> Inventory {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "metalk8s.io/v1alpha1",
+            "kind": "Inventory",
+            "name": "test",
+            "networks": {"controlPlane": ["10.0.0.0/24"], "workloadPlane": ["10.0.0.0/24"]},
+            "nodes": [
+                {"name": "n1", "address": "10.0.0.1", "controlPlaneIP": "10.0.0.1", "roles": ["bootstrap", "etcd"]},
+                {"name": "n2", "address": "10.0.0.2", "controlPlaneIP": "10.0.0.2", "roles": ["etcd"]},
+            ],
+        }))
+        .unwrap()
+    }
+
+    fn session(n1: Arc<RecordingHost>, n2: Arc<RecordingHost>) -> Session {
+        let mut hosts: BTreeMap<String, Arc<dyn Host>> = BTreeMap::new();
+        hosts.insert("n1".into(), n1);
+        hosts.insert("n2".into(), n2);
+        Session {
+            hosts,
+            facts: ["n1", "n2"]
+                .iter()
+                .map(|n| ((*n).to_owned(), Facts::default()))
+                .collect(),
+        }
+    }
+
+    /// `metalk8s plan` used to leave `etcd_running` false, so it showed a parallel etcd
+    /// rollout on a running cluster where `deploy` rolls one member at a time.
+    #[tokio::test]
+    async fn planning_probes_etcd_data_like_deploy() {
+        let n1 = Arc::new(RecordingHost::new("n1").on("test -d", Output::failed(1, "")));
+        let n2 = Arc::new(RecordingHost::new("n2").on("test -d", Output::ok("")));
+        let session = session(n1, n2);
+        let running = etcd_holds_data(&inventory(), &session.hosts).await;
+        assert!(running, "n2 holds data: the cluster exists");
+    }
+
+    #[tokio::test]
+    async fn the_os_phase_alone_asks_nothing_of_the_nodes() {
+        let n1 = Arc::new(RecordingHost::new("n1"));
+        let n2 = Arc::new(RecordingHost::new("n2"));
+        let session = session(n1.clone(), n2.clone());
+        let binary = AgentBinary::from_bytes(b"agent".to_vec());
+        let gathered = gather(
+            &inventory(),
+            &session,
+            &binary,
+            &[PhaseName::Os],
+            &GatherOptions::planning(),
+        )
+        .await
+        .unwrap_or_else(|failure| panic!("{:?}", failure.report));
+        assert!(gathered.pki.is_none());
+        assert_eq!(gathered.inputs.bundle, None);
+        assert!(!gathered.inputs.etcd_running);
+        assert!(n1.commands().is_empty(), "{:?}", n1.commands());
+        assert!(n2.commands().is_empty(), "{:?}", n2.commands());
+    }
+}
