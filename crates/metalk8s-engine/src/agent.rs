@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use metalk8s_model::PhaseName;
 use metalk8s_model::inventory::API_VERSION;
 use metalk8s_model::plan::Step;
+use metalk8s_model::report::StepOutcome;
 use metalk8s_transport::{Command, Host, HostError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,6 +35,47 @@ pub struct AgentRequest {
     pub node: String,
     pub dry_run: bool,
     pub steps: Vec<Step>,
+}
+
+/// What the controller asks of one node before a deploy: observe the steps of every
+/// phase at once, changing nothing (`metalk8s agent observe`). A converged node answers
+/// in one round trip for the whole plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObserveRequest {
+    pub api_version: String,
+    pub node: String,
+    pub phases: Vec<PhaseSteps>,
+}
+
+/// One phase's steps on one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseSteps {
+    pub phase: PhaseName,
+    pub steps: Vec<Step>,
+}
+
+/// What the node saw of one phase's steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    pub phase: PhaseName,
+    /// Each step as a dry run reports it.
+    pub steps: Vec<StepReport>,
+    /// Reactions still owed from an earlier run (a restart after a crash).
+    pub owed: bool,
+}
+
+impl Observation {
+    /// Nothing to do: every step as desired and nothing owed.
+    pub fn converged(&self) -> bool {
+        !self.owed
+            && self
+                .steps
+                .iter()
+                .all(|step| matches!(step.outcome, StepOutcome::Unchanged))
+    }
 }
 
 /// One line of the agent's standard output.
@@ -90,6 +133,8 @@ pub enum AgentError {
         status: i32,
         stderr: String,
     },
+    #[error("the metalk8s agent on {host} answered what this metalk8s cannot read: {detail}")]
+    Unreadable { host: String, detail: String },
 }
 
 /// Exit status of the launcher when this version of the agent is not on the node yet.
@@ -219,11 +264,8 @@ pub async fn serve(
     state_dir: &Path,
     out: &mut (dyn Write + Send),
 ) -> std::io::Result<()> {
-    let pending_path = state_dir.join(format!("pending-{}.json", request.phase));
-    let mut pending: Pending = std::fs::read(&pending_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let pending_path = pending_path(state_dir, &request.phase);
+    let mut pending = read_pending(&pending_path);
     // Held until this function returns: the lock is released when the file closes.
     let _exclusive = if request.dry_run {
         None
@@ -246,6 +288,70 @@ pub async fn serve(
         return Err(error);
     }
     emit(observer.out, &AgentEvent::Done)
+}
+
+/// The node side of [`ObserveRequest`]: every phase's steps observed as a dry run would,
+/// with the reactions each phase still owes. Waits for an agent still changing the node,
+/// so that what it reports is not a state half-way through a change.
+pub async fn observe(
+    request: &ObserveRequest,
+    host: &dyn Host,
+    state_dir: &Path,
+) -> std::io::Result<Vec<Observation>> {
+    let mut quiet = std::io::sink();
+    let _exclusive = if state_dir.exists() {
+        Some(wait_for_other_agents(state_dir, &mut quiet).await?)
+    } else {
+        None
+    };
+    let mut observations = Vec::new();
+    for phase in &request.phases {
+        let mut pending = read_pending(&pending_path(state_dir, phase.phase.as_str()));
+        let owed = !pending.reactions.is_empty();
+        let options = RunOptions { dry_run: true };
+        let steps = run_steps(host, &phase.steps, &mut pending, &options, &mut Silent).await;
+        observations.push(Observation {
+            phase: phase.phase,
+            steps,
+            owed,
+        });
+    }
+    Ok(observations)
+}
+
+/// Observes without telling anyone.
+struct Silent;
+
+impl Observer for Silent {
+    fn started(&mut self, _: &str) {}
+    fn finished(&mut self, _: &StepReport) {}
+    fn pending_changed(&mut self, _: &Pending) {}
+}
+
+fn pending_path(state_dir: &Path, phase: &str) -> PathBuf {
+    state_dir.join(format!("pending-{phase}.json"))
+}
+
+/// The reactions a phase still owes; none when the file is missing or unreadable.
+fn read_pending(path: &Path) -> Pending {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Asks `host` to observe every phase of its plan at once ([`observe`]).
+pub async fn call_observe(
+    host: &dyn Host,
+    binary: &AgentBinary,
+    request: &ObserveRequest,
+) -> Result<Vec<Observation>, AgentError> {
+    let input = serde_json::to_vec(request).expect("observe requests serialize");
+    let output = call(host, binary, "observe", input).await?;
+    serde_json::from_slice(&output).map_err(|error| AgentError::Unreadable {
+        host: host.name().to_owned(),
+        detail: error.to_string(),
+    })
 }
 
 /// How long an agent waits for an earlier one to finish on the same node.
@@ -386,5 +492,83 @@ impl AgentRequest {
             dry_run,
             steps,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metalk8s_model::plan::{FileResource, Resource};
+    use metalk8s_transport::LocalHost;
+
+    fn file_step(path: &Path, content: &str) -> Step {
+        Step {
+            id: format!("file{}", path.display()),
+            resource: Resource::File(FileResource {
+                path: path.display().to_string(),
+                content: content.to_owned(),
+                mode: 0o644,
+                owner: "root".to_owned(),
+                group: "root".to_owned(),
+                secret: false,
+            }),
+            after: Vec::new(),
+            watch: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn observing_reports_each_phase_and_what_it_owes_without_changing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let same = dir.path().join("same.conf");
+        let other = dir.path().join("other.conf");
+        std::fs::write(&same, "wanted\n").unwrap();
+        std::fs::write(&other, "old\n").unwrap();
+        std::fs::set_permissions(&same, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        std::fs::write(
+            state.join("pending-etcd.json"),
+            r#"{"reactions":["service/etcd"]}"#,
+        )
+        .unwrap();
+        let request = ObserveRequest {
+            api_version: API_VERSION.to_owned(),
+            node: "local".to_owned(),
+            phases: vec![
+                PhaseSteps {
+                    phase: PhaseName::Os,
+                    steps: vec![file_step(&same, "wanted\n")],
+                },
+                PhaseSteps {
+                    phase: PhaseName::Repository,
+                    steps: vec![file_step(&other, "new\n")],
+                },
+                PhaseSteps {
+                    phase: PhaseName::Etcd,
+                    steps: Vec::new(),
+                },
+            ],
+        };
+        let host = LocalHost::new("local");
+        let seen = observe(&request, &host, &state).await.unwrap();
+        let converged: Vec<(PhaseName, bool)> =
+            seen.iter().map(|o| (o.phase, o.converged())).collect();
+        assert_eq!(
+            converged,
+            [
+                (PhaseName::Os, true),
+                (PhaseName::Repository, false),
+                (PhaseName::Etcd, false),
+            ],
+            "{seen:?}"
+        );
+        assert!(seen[2].owed, "etcd still owes a restart");
+        assert!(matches!(
+            seen[1].steps[0].outcome,
+            StepOutcome::WouldChange { .. }
+        ));
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "old\n");
     }
 }

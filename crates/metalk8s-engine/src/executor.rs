@@ -12,11 +12,13 @@ use metalk8s_model::inventory::API_VERSION;
 use metalk8s_model::plan::{HostPlan, Phase, Plan, Rollout};
 use metalk8s_transport::Host;
 
-use crate::agent::{self, AgentBinary, AgentEvent, AgentRequest};
+use crate::agent::{
+    self, AgentBinary, AgentEvent, AgentRequest, Observation, ObserveRequest, PhaseSteps,
+};
 use crate::journal::{Entry, Interrupted, Journal, StepKey, fingerprint};
 use crate::report::{DeployReport, GateReport, HostReport, PhaseReport};
 use crate::runner::StepReport;
-use metalk8s_model::report::error_chain;
+use metalk8s_model::report::{StepOutcome, error_chain};
 
 /// Told what happens, for progress bars or plain lines.
 pub trait Progress: Send + Sync {
@@ -86,12 +88,27 @@ pub struct Executor<'a> {
     pub progress: &'a dyn Progress,
     /// Not checked on a dry run (nothing changed).
     pub gate: Option<&'a dyn Gate>,
+    /// Observe every phase of each host in one agent round trip first; phases found
+    /// converged on all their hosts are reported from that (no apply, no gate) until a
+    /// phase changes something, after which every phase runs in full. A host that cannot
+    /// be observed just runs in full.
+    pub observe_first: bool,
 }
+
+/// What each host saw of each phase in the one observation round trip.
+type Observed = BTreeMap<(PhaseName, String), Observation>;
 
 impl Executor<'_> {
     pub async fn execute(&self, plan: &Plan) -> DeployReport {
+        let observed = if self.observe_first {
+            self.observe(plan).await
+        } else {
+            Observed::new()
+        };
         let mut phases = Vec::new();
         let mut stopped = false;
+        // Observations hold only while nothing has changed since they were made.
+        let mut changed = false;
         for phase in &plan.phases {
             if stopped {
                 phases.push(PhaseReport {
@@ -102,7 +119,22 @@ impl Executor<'_> {
                 });
                 continue;
             }
-            let report = self.run_phase(phase).await;
+            let seen: Option<Vec<&Observation>> = phase
+                .hosts
+                .iter()
+                .map(|host| observed.get(&(phase.name, host.node.clone())))
+                .collect();
+            let report = match seen {
+                Some(seen) if self.dry_run || (!changed && seen.iter().all(|o| o.converged())) => {
+                    self.observed_phase(phase, &seen)
+                }
+                _ => self.run_phase(phase).await,
+            };
+            changed |= report
+                .hosts
+                .iter()
+                .flat_map(|host| &host.steps)
+                .any(|step| !matches!(step.outcome, StepOutcome::Unchanged));
             stopped = !report.completed;
             phases.push(report);
         }
@@ -114,6 +146,99 @@ impl Executor<'_> {
             resumed_from: self.interrupted.map(|i| i.run.clone()),
             succeeded: !stopped,
             phases,
+        }
+    }
+
+    /// Every host's steps of every phase, observed in one agent call per host (in
+    /// parallel, bounded); hosts that cannot answer are left out.
+    async fn observe(&self, plan: &Plan) -> Observed {
+        let mut by_node: BTreeMap<&str, Vec<PhaseSteps>> = BTreeMap::new();
+        for phase in &plan.phases {
+            for host in &phase.hosts {
+                by_node.entry(&host.node).or_default().push(PhaseSteps {
+                    phase: phase.name,
+                    steps: host.steps.clone(),
+                });
+            }
+        }
+        let asks = by_node.into_iter().filter_map(|(node, phases)| {
+            let host = self.hosts.get(node)?;
+            let request = ObserveRequest {
+                api_version: API_VERSION.to_owned(),
+                node: node.to_owned(),
+                phases,
+            };
+            Some(async move {
+                let answer = agent::call_observe(host.as_ref(), self.binary, &request).await;
+                (node.to_owned(), request, answer)
+            })
+        });
+        let answers: Vec<_> = futures::stream::iter(asks)
+            .buffer_unordered(self.parallelism.max(1))
+            .collect()
+            .await;
+        let mut observed = Observed::new();
+        for (node, request, answer) in answers {
+            let Ok(observations) = answer else {
+                continue;
+            };
+            for observation in observations {
+                // Only an answer that covers the phase's every step stands for it.
+                let asked = request
+                    .phases
+                    .iter()
+                    .find(|phase| phase.phase == observation.phase);
+                if asked.is_some_and(|asked| asked.steps.len() == observation.steps.len()) {
+                    observed.insert((observation.phase, node.clone()), observation);
+                }
+            }
+        }
+        observed
+    }
+
+    /// A phase reported from its observation: nothing to apply (or a dry run).
+    fn observed_phase(&self, phase: &Phase, seen: &[&Observation]) -> PhaseReport {
+        self.progress.phase_started(phase);
+        let mut hosts = Vec::new();
+        for (host_plan, observation) in phase.hosts.iter().zip(seen) {
+            let fingerprints: BTreeMap<&str, String> = host_plan
+                .steps
+                .iter()
+                .map(|step| (step.id.as_str(), fingerprint(step)))
+                .collect();
+            let mut steps = observation.steps.clone();
+            for report in &mut steps {
+                let key = StepKey {
+                    phase: phase.name.to_string(),
+                    node: host_plan.node.clone(),
+                    step: report.step.clone(),
+                    fingerprint: fingerprints
+                        .get(report.step.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                };
+                report.resumed = self
+                    .interrupted
+                    .is_some_and(|i| i.completed.contains(&key) && report.outcome.succeeded());
+                if !self.dry_run {
+                    self.record(key, report);
+                }
+                self.progress.step_finished(&host_plan.node, report);
+            }
+            let report = HostReport {
+                node: host_plan.node.clone(),
+                duration_ms: steps.iter().map(|step| step.duration_ms).sum(),
+                steps,
+                error: None,
+            };
+            self.progress.host_finished(&report);
+            hosts.push(report);
+        }
+        PhaseReport {
+            name: phase.name,
+            completed: !hosts.iter().any(HostReport::failed),
+            hosts,
+            gates: Vec::new(),
         }
     }
 
@@ -386,6 +511,7 @@ mod tests {
             interrupted: None,
             progress: seen,
             gate,
+            observe_first: false,
         };
         executor.execute(plan).await
     }
@@ -579,5 +705,159 @@ mod tests {
         assert_eq!(uploads[0].mode, 0o755);
         // Launched, found missing, launched again; then once for the second phase.
         assert_eq!(launches.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    /// A node whose agent answers `observe` with `observed` for both phases of [`plan`],
+    /// and `apply` with `applied`.
+    fn observed_node(
+        name: &str,
+        observed: StepOutcome,
+        applied: StepOutcome,
+    ) -> Arc<RecordingHost> {
+        let observation = |phase| Observation {
+            phase,
+            steps: vec![StepReport {
+                step: "work".to_owned(),
+                outcome: observed.clone(),
+                duration_ms: 1,
+                resumed: false,
+            }],
+            owed: false,
+        };
+        let answer =
+            serde_json::to_string(&[observation(PhaseName::Os), observation(PhaseName::Etcd)])
+                .unwrap();
+        Arc::new(
+            RecordingHost::new(name)
+                .on("agent observe", Output::ok(answer))
+                .on("agent apply", Output::ok(agent_events(applied)))
+                .otherwise(Output::ok("metalk8s 0.1.0\n")),
+        )
+    }
+
+    async fn execute_observing(
+        hosts: &BTreeMap<String, Arc<dyn Host>>,
+        gate: &dyn Gate,
+    ) -> DeployReport {
+        let binary = AgentBinary::from_bytes(b"agent".to_vec());
+        let seen = Seen::default();
+        let executor = Executor {
+            hosts,
+            binary: &binary,
+            parallelism: 4,
+            dry_run: false,
+            run: "r1".to_owned(),
+            journal: None,
+            interrupted: None,
+            progress: &seen,
+            gate: Some(gate),
+            observe_first: true,
+        };
+        executor
+            .execute(&plan(Rollout::Batches { size: 1 }, &["n1", "n2"]))
+            .await
+    }
+
+    fn count(host: &RecordingHost, part: &str) -> usize {
+        host.scripts().iter().filter(|s| s.contains(part)).count()
+    }
+
+    #[tokio::test]
+    async fn a_converged_plan_is_one_observation_per_host_and_no_gate() {
+        let n1 = observed_node("n1", StepOutcome::Unchanged, StepOutcome::Unchanged);
+        let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
+        let hosts: BTreeMap<String, Arc<dyn Host>> = [
+            ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
+            ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
+        ]
+        .into();
+        let gate = CountingGate {
+            passes: 10,
+            checks: Mutex::new(0),
+        };
+        let report = execute_observing(&hosts, &gate).await;
+        assert!(report.succeeded);
+        for host in [&n1, &n2] {
+            assert_eq!(host.scripts().len(), 1, "{:?}", host.scripts());
+            assert_eq!(count(host, "agent observe"), 1);
+        }
+        assert_eq!(
+            *gate.checks.lock().unwrap(),
+            0,
+            "nothing changed, nothing to gate"
+        );
+        for phase in &report.phases {
+            assert!(phase.completed && phase.gates.is_empty());
+            assert_eq!(phase.hosts.len(), 2);
+            assert!(
+                phase
+                    .hosts
+                    .iter()
+                    .all(|h| h.steps[0].outcome == StepOutcome::Unchanged)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_phase_that_would_change_runs_in_full_and_so_do_the_phases_after_it() {
+        let would = StepOutcome::WouldChange {
+            changes: vec!["content differs".to_owned()],
+            diffs: Vec::new(),
+        };
+        let changed = StepOutcome::Changed {
+            changes: vec!["content differs".to_owned()],
+        };
+        let n1 = observed_node("n1", would, changed);
+        let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
+        let hosts: BTreeMap<String, Arc<dyn Host>> = [
+            ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
+            ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
+        ]
+        .into();
+        let gate = CountingGate {
+            passes: 10,
+            checks: Mutex::new(0),
+        };
+        let report = execute_observing(&hosts, &gate).await;
+        assert!(report.succeeded);
+        // Both phases applied on both hosts (the first changed something), each batch of
+        // the gated phase checked.
+        assert_eq!(count(&n1, "agent apply"), 2);
+        assert_eq!(count(&n2, "agent apply"), 2);
+        assert_eq!(
+            *gate.checks.lock().unwrap(),
+            2,
+            "os is gated after n1, then n2"
+        );
+        assert!(matches!(
+            report.phases[0].hosts[0].steps[0].outcome,
+            StepOutcome::Changed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_host_that_cannot_observe_runs_in_full() {
+        let n1 = Arc::new(
+            RecordingHost::new("n1")
+                .on("agent observe", Output::failed(2, "unknown subcommand"))
+                .on(
+                    "agent apply",
+                    Output::ok(agent_events(StepOutcome::Unchanged)),
+                )
+                .otherwise(Output::ok("metalk8s 0.1.0\n")),
+        );
+        let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
+        let hosts: BTreeMap<String, Arc<dyn Host>> = [
+            ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
+            ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
+        ]
+        .into();
+        let gate = CountingGate {
+            passes: 10,
+            checks: Mutex::new(0),
+        };
+        let report = execute_observing(&hosts, &gate).await;
+        assert!(report.succeeded);
+        assert_eq!(count(&n1, "agent apply"), 2);
     }
 }

@@ -221,6 +221,9 @@ pub struct DeployArgs {
 pub enum AgentCommand {
     /// Apply the host plan given on standard input, printing events as JSON lines.
     Apply,
+    /// Observe every phase's steps given on standard input, changing nothing; print what
+    /// each phase would do as JSON.
+    Observe,
     /// Answer a PKI request (standard input) from the key store of this bootstrap node.
     Pki,
 }

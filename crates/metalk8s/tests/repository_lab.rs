@@ -14,6 +14,8 @@ use serde_json::Value;
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 const IMAGE: &str = "metalk8s-test/busybox";
 const TAG: &str = "1";
+/// The repository's server certificate on the bootstrap node.
+const REPOSITORY_CERT: &str = "/etc/kubernetes/pki/metalk8s-repository.crt";
 /// A small package of the bundle that no phase installs.
 const EXTRA_PACKAGE: &str = "tree";
 
@@ -324,4 +326,61 @@ fn nodes_install_and_pull_from_the_bootstrap_repository_offline() {
             .unwrap()
             .is_empty()
     );
+
+    // `certs renew --all` renews the repository's certificate too, and the bootstrap node
+    // then serves the new one (renewal used to deploy etcd only, leaving the registry on
+    // the old certificate), through which the nodes still pull.
+    let placed = || lab.ssh("node1", &format!("cat {}", REPOSITORY_CERT));
+    let served = || {
+        lab.ssh(
+            "node1",
+            &format!(
+                "python3 -c 'import ssl; print(ssl.get_server_certificate((\"{bootstrap}\", 8443)))'"
+            ),
+        )
+    };
+    let before = placed();
+    assert_eq!(pem_body(&served()), pem_body(&before));
+    let (code, renewed) = lab.metalk8s_json(&["certs", "renew", "--all"]);
+    assert_eq!(code, 0, "{renewed}");
+    assert!(
+        renewed["renewals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "metalk8s-repository"),
+        "{renewed}"
+    );
+    let deployed: Vec<&str> = renewed["deploy"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(deployed, ["repository", "etcd"], "{renewed}");
+    let after = placed();
+    assert_ne!(
+        pem_body(&after),
+        pem_body(&before),
+        "the certificate was renewed"
+    );
+    assert_eq!(pem_body(&served()), pem_body(&after), "and is served");
+    lab.ssh("node3", &format!("ctr images rm {reference}"));
+    lab.ssh(
+        "node3",
+        &format!("ctr images pull --hosts-dir /etc/containerd/certs.d {reference}"),
+    );
+    let (code, check) = lab.deploy(&["--dry-run"]);
+    assert_eq!(code, 0, "{check}");
+    assert!(
+        !check.to_string().contains("wouldChange"),
+        "nothing left to place after the renewal: {check}"
+    );
+}
+
+/// The base64 body of a PEM certificate, whatever its line breaks.
+fn pem_body(pem: &str) -> String {
+    pem.lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect::<String>()
 }

@@ -1,7 +1,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use metalk8s_engine::agent::{AgentRequest, NODE_STATE_DIR, serve};
+use metalk8s_engine::agent::{AgentRequest, NODE_STATE_DIR, ObserveRequest, serve};
 use metalk8s_pki::{PkiRequest, STORE_DIR};
 use metalk8s_transport::LocalHost;
 
@@ -15,6 +15,7 @@ pub fn run(command: AgentCommand) -> CommandResult {
         .map_err(|error| Failure::problem(miette::miette!("cannot read the request: {error}")))?;
     match command {
         AgentCommand::Apply => apply(&input),
+        AgentCommand::Observe => observe(&input),
         AgentCommand::Pki => pki(&input),
     }
 }
@@ -46,5 +47,22 @@ fn apply(input: &[u8]) -> CommandResult {
     super::runtime()
         .block_on(serve(&request, &host, NODE_STATE_DIR.as_ref(), &mut stdout))
         .map_err(|error| Failure::problem(miette::miette!("agent: {error}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn observe(input: &[u8]) -> CommandResult {
+    let request: ObserveRequest = serde_json::from_slice(input)
+        .map_err(|error| Failure::invalid(miette::miette!("invalid observe request: {error}")))?;
+    let host = LocalHost::new(request.node.clone());
+    let observations = super::runtime()
+        .block_on(metalk8s_engine::agent::observe(
+            &request,
+            &host,
+            NODE_STATE_DIR.as_ref(),
+        ))
+        .map_err(|error| Failure::problem(miette::miette!("agent: {error}")))?;
+    let mut stdout = std::io::stdout();
+    serde_json::to_writer(&mut stdout, &observations)
+        .map_err(|error| Failure::problem(miette::miette!("cannot write the answer: {error}")))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -289,6 +289,7 @@ fn executor<'a>(
         interrupted,
         progress,
         gate: None,
+        observe_first: true,
     }
 }
 
