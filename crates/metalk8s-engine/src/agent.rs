@@ -119,21 +119,31 @@ impl AgentBinary {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum AgentError {
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Host(#[from] HostError),
     #[error("the metalk8s agent cannot run on {host}: {detail}")]
+    #[diagnostic(help(
+        "the agent is this metalk8s binary, copied to the node: the node must be able to run it (same architecture, a C library at least as recent as the one it was built against)"
+    ))]
     CannotRun { host: String, detail: String },
     #[error(
         "the metalk8s agent on {host} stopped before finishing (exit status {status}): {stderr}"
     )]
+    #[diagnostic(help(
+        "the node keeps every step result in /var/lib/metalk8s/journal.jsonl; run the deploy again to resume"
+    ))]
     Stopped {
         host: String,
         status: i32,
         stderr: String,
     },
     #[error("the metalk8s agent on {host} answered what this metalk8s cannot read: {detail}")]
+    #[diagnostic(help(
+        "the agent is copied by version; remove /var/lib/metalk8s/agent on {host} if it was altered"
+    ))]
     Unreadable { host: String, detail: String },
 }
 
@@ -570,5 +580,19 @@ mod tests {
             StepOutcome::WouldChange { .. }
         ));
         assert_eq!(std::fs::read_to_string(&other).unwrap(), "old\n");
+    }
+
+    #[test]
+    fn a_wrapped_host_error_keeps_its_hint() {
+        let error = AgentError::Host(HostError::AuthRefused {
+            host: "node1".into(),
+            address: "10.0.0.1".into(),
+            user: "root".into(),
+        });
+        let help = miette::Diagnostic::help(&error).unwrap().to_string();
+        assert!(help.contains("ssh.user"), "{help}");
+        let report = format!("{:?}", miette::Report::new(error));
+        assert!(report.contains("refused the SSH login"), "{report}");
+        assert!(report.contains("ssh.identityFile"), "{report}");
     }
 }

@@ -58,8 +58,11 @@ pub struct Journal {
     path: PathBuf,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("cannot use the journal {path}")]
+#[diagnostic(help(
+    "the journal lives under $METALK8S_STATE_DIR (default ~/.local/state/metalk8s); check that this user may write there"
+))]
 pub struct JournalError {
     pub path: PathBuf,
     #[source]

@@ -33,26 +33,21 @@ impl Holder {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LockError {
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Host(#[from] HostError),
     #[error("another deploy holds the lock on {node}: {}", holder.describe())]
+    #[diagnostic(help(
+        "wait for that deploy to finish; if its machine died, remove /var/lib/metalk8s/deploy.lock on {node}"
+    ))]
     Held { node: String, holder: Holder },
     #[error("the deploy lock on {node} is unreadable: {detail}")]
+    #[diagnostic(help(
+        "look at /var/lib/metalk8s/deploy.lock/holder on {node}; remove the directory when no deploy runs"
+    ))]
     Unreadable { node: String, detail: String },
-}
-
-impl LockError {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            LockError::Held { node, .. } => Some(format!(
-                "wait for that deploy to finish; if its machine died, remove {} on {node}",
-                lock_dir()
-            )),
-            _ => None,
-        }
-    }
 }
 
 fn lock_dir() -> String {

@@ -47,9 +47,10 @@ impl Change {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ResourceError {
     #[error(transparent)]
+    #[diagnostic(transparent)]
     Host(#[from] HostError),
     /// A command the resource ran failed; `what` says what it was trying to do.
     #[error("{what} failed (exit status {status}): {stderr}")]

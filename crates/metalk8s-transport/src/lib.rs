@@ -265,3 +265,12 @@ impl HostError {
         })
     }
 }
+
+/// Rendered with its hint, so that every error wrapping a host error
+/// (`#[diagnostic(transparent)]`) shows the operator what to do.
+impl miette::Diagnostic for HostError {
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.hint()
+            .map(|hint| Box::new(hint) as Box<dyn std::fmt::Display>)
+    }
+}

@@ -2,8 +2,10 @@
 //! bundle built with `metalk8s bundle build` from APT packages and an image made without any
 //! registry, deployed with `deploy --bundle`; every node's APT then uses the bootstrap
 //! repository only, signed and checked; and with every node cut off from everything but the
-//! bootstrap node, `apt-get install` and a containerd pull + run through the mirror still
+//! lab network, `apt-get install` and a containerd pull + run through the mirror still
 //! work. docker on the host pulls from the registry too. A second deploy changes nothing.
+//! `certs renew --all` then renews the repository's certificate as well as etcd's, and the
+//! registry serves the new one.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -239,11 +241,12 @@ fn nodes_install_and_pull_from_the_bootstrap_repository_offline() {
         "600"
     );
 
-    // Offline: every node opens connections to the bootstrap node and nothing else (the
-    // bootstrap node itself only to the lab network); replies (SSH from this machine) pass.
+    // Offline: every node opens connections to the lab network (the cluster's own traffic,
+    // as in an air-gapped site: etcd peers talk to each other) and nothing else; replies
+    // (SSH from this machine) pass.
     let subnet = lab.info.subnet.to_string();
     for node in NODES {
-        let allowed = if node == "node1" { &subnet } else { &bootstrap };
+        let allowed = &subnet;
         lab.ssh(
             node,
             &format!(

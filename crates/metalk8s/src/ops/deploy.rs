@@ -146,19 +146,14 @@ pub async fn deploy(
         });
     }
 
-    let journal =
-        Journal::open(&state_dir(&inventory.name).join("journal.jsonl")).map_err(Failure::error)?;
+    let journal = Journal::open(&state_dir(&inventory.name).join("journal.jsonl"))
+        .map_err(|error| Failure::problem(miette::Report::new(error)))?;
     let bootstrap = inputs::bootstrap_host(inventory, &session.hosts)?;
     let me = holder(&run);
     let holder_description = me.describe();
     let lock = lock::acquire(bootstrap.as_ref(), me, &lock::process_alive)
         .await
-        .map_err(|error| {
-            Failure::problem(match error.hint() {
-                Some(hint) => miette::miette!(help = hint, "{error}"),
-                None => miette::Report::from_err(error),
-            })
-        })?;
+        .map_err(|error| Failure::problem(miette::Report::new(error)))?;
     if let Some(stale) = &lock.took_over {
         eprintln!(
             "took over the lock of an interrupted deploy: {}",
