@@ -19,7 +19,7 @@ BASELINE=${BASELINE:-}
 
 command -v hyperfine >/dev/null || apt-get install -y -q hyperfine >&2
 cargo build --release --bin metalk8s
-metalk8s=$root/target/release/metalk8s
+metalk8s=${CARGO_TARGET_DIR:-$root/target}/release/metalk8s
 mkdir -p "$work" "$results"
 
 baseline_bin=

@@ -111,6 +111,35 @@ pub enum Resource {
     Command(CommandResource),
 }
 
+impl Resource {
+    /// The step id a resource that manages one named thing is known by: `file/etc/hosts`,
+    /// `service/etcd`, `unit/etcd.service`, `kernel-module/br_netfilter`… The planner
+    /// names its steps with it, so that a step's id says what it manages and the same
+    /// thing gets the same id in every plan. `None` for resources that manage a set
+    /// (packages, kernel parameters) or run a command: their planner names them.
+    pub fn natural_id(&self) -> Option<String> {
+        Some(match self {
+            Resource::File(file) => format!("file{}", file.path),
+            Resource::Directory(directory) => format!("directory{}", directory.path),
+            Resource::Service(service) => {
+                format!("service/{}", service.name.trim_end_matches(".service"))
+            }
+            Resource::Unit(unit) => match &unit.drop_in {
+                Some(drop_in) => format!("unit/{}/{drop_in}", unit.name),
+                None => format!("unit/{}", unit.name),
+            },
+            Resource::KernelModule(module) => format!("kernel-module/{}", module.name),
+            Resource::SwapOff(_) => "swap".to_owned(),
+            Resource::Mount(mount) => format!("mount{}", mount.mount_point),
+            Resource::Hostname(_) => "hostname".to_owned(),
+            Resource::HostsEntries(_) => "hosts".to_owned(),
+            Resource::User(user) => format!("user/{}", user.name),
+            Resource::Group(group) => format!("group/{}", group.name),
+            Resource::Packages(_) | Resource::Sysctl(_) | Resource::Command(_) => return None,
+        })
+    }
+}
+
 /// A regular file with exact content. The replaced file is kept as `PATH.metalk8s-backup`
 /// (unless it is `secret`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,7 +25,7 @@ use metalk8s_model::plan::{
 };
 use metalk8s_model::repository as repo;
 
-use crate::steps::{Steps, directory, file, managed_content, service};
+use crate::steps::{Steps, directory, file, managed_content, named, service};
 use crate::{Cluster, Inputs, PlanError, PlannedNode, StagedBundle};
 
 pub(crate) const UNIT: PhaseUnit = PhaseUnit {
@@ -105,14 +105,11 @@ fn host_plan(cluster: &Cluster, node: &PlannedNode, bundle: &StagedBundle) -> Ho
     if let Some(proxy) = &cluster.inventory.proxy
         && let Some(environment) = proxy_environment(cluster, proxy)
     {
-        watched.push(steps.add((
-            format!("unit/{SERVICE}/{PROXY_DROP_IN}"),
-            Resource::Unit(UnitResource {
-                name: SERVICE.to_owned(),
-                drop_in: Some(PROXY_DROP_IN.to_owned()),
-                content: managed_content("#", &environment),
-            }),
-        )));
+        watched.push(steps.add(named(Resource::Unit(UnitResource {
+            name: SERVICE.to_owned(),
+            drop_in: Some(PROXY_DROP_IN.to_owned()),
+            content: managed_content("#", &environment),
+        }))));
     }
     let watched: Vec<&String> = watched.iter().collect();
     let mut after = vec![&packages];

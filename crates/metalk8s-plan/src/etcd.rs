@@ -25,7 +25,7 @@ use metalk8s_model::plan::{
     PackageState, PackagesResource, Phase, Resource, Rollout, UnitResource, UserResource,
 };
 
-use crate::steps::{Steps, directory, file, managed_content, service};
+use crate::steps::{Steps, directory, file, managed_content, named, service};
 use crate::{Cluster, Inputs, PlanError, PlannedNode};
 
 pub(crate) const UNIT: PhaseUnit = PhaseUnit {
@@ -102,24 +102,18 @@ fn host_plan(
     }
 
     let mut steps = Steps::default();
-    let group = steps.add((
-        format!("group/{}", etcd::USER),
-        Resource::Group(GroupResource {
+    let group = steps.add(named(Resource::Group(GroupResource {
+        name: etcd::USER.to_owned(),
+        system: true,
+    })));
+    let user = steps.add_with(
+        named(Resource::User(UserResource {
             name: etcd::USER.to_owned(),
             system: true,
-        }),
-    ));
-    let user = steps.add_with(
-        (
-            format!("user/{}", etcd::USER),
-            Resource::User(UserResource {
-                name: etcd::USER.to_owned(),
-                system: true,
-                home: Some(etcd::DATA_DIR.to_owned()),
-                shell: Some("/usr/sbin/nologin".to_owned()),
-                groups: Vec::new(),
-            }),
-        ),
+            home: Some(etcd::DATA_DIR.to_owned()),
+            shell: Some("/usr/sbin/nologin".to_owned()),
+            groups: Vec::new(),
+        })),
         &[&group],
         &[],
     );
@@ -133,17 +127,14 @@ fn host_plan(
         let owned_by_etcd = node_file.path == etcd::SERVER_KEY || node_file.path == etcd::PEER_KEY;
         let owner = if owned_by_etcd { etcd::USER } else { "root" };
         let id = steps.add_with(
-            (
-                format!("file{}", node_file.path),
-                Resource::File(FileResource {
-                    path: node_file.path.clone(),
-                    content: node_file.content.clone(),
-                    mode: node_file.mode,
-                    owner: owner.to_owned(),
-                    group: owner.to_owned(),
-                    secret: node_file.private,
-                }),
-            ),
+            named(Resource::File(FileResource {
+                path: node_file.path.clone(),
+                content: node_file.content.clone(),
+                mode: node_file.mode,
+                owner: owner.to_owned(),
+                group: owner.to_owned(),
+                secret: node_file.private,
+            })),
             &[&user],
             &[],
         );
@@ -151,15 +142,12 @@ fn host_plan(
     }
 
     let data = steps.add_with(
-        (
-            format!("directory{}", etcd::DATA_DIR),
-            Resource::Directory(DirectoryResource {
-                path: etcd::DATA_DIR.to_owned(),
-                mode: 0o700,
-                owner: etcd::USER.to_owned(),
-                group: etcd::USER.to_owned(),
-            }),
-        ),
+        named(Resource::Directory(DirectoryResource {
+            path: etcd::DATA_DIR.to_owned(),
+            mode: 0o700,
+            owner: etcd::USER.to_owned(),
+            group: etcd::USER.to_owned(),
+        })),
         &[&user],
         &[],
     );
@@ -171,14 +159,11 @@ fn host_plan(
         0o644,
     ));
     watched.push(environment);
-    let unit = steps.add((
-        format!("unit/{}", etcd::SERVICE),
-        Resource::Unit(UnitResource {
-            name: etcd::SERVICE.to_owned(),
-            drop_in: None,
-            content: managed_content("#", &unit()),
-        }),
-    ));
+    let unit = steps.add(named(Resource::Unit(UnitResource {
+        name: etcd::SERVICE.to_owned(),
+        drop_in: None,
+        content: managed_content("#", &unit()),
+    })));
     watched.push(unit.clone());
 
     let manager = package_manager(member)?;

@@ -22,7 +22,7 @@ use metalk8s_model::plan::{
 };
 use metalk8s_model::repository as repo;
 
-use crate::steps::{Steps, directory, file, managed_content, reaction, service};
+use crate::steps::{Steps, directory, file, managed_content, named, reaction, service};
 use crate::{Cluster, Inputs, PlanError, PlannedNode, StagedBundle};
 
 pub(crate) const UNIT: PhaseUnit = PhaseUnit {
@@ -103,17 +103,14 @@ fn node_file(inputs: &Inputs, node: &str, path: &str) -> Result<(String, Resourc
         .get(node)
         .and_then(|files| files.iter().find(|file| file.path == path))
         .ok_or_else(missing)?;
-    Ok((
-        format!("file{path}"),
-        Resource::File(FileResource {
-            path: found.path.clone(),
-            content: found.content.clone(),
-            mode: found.mode,
-            owner: "root".to_owned(),
-            group: "root".to_owned(),
-            secret: found.private,
-        }),
-    ))
+    Ok(named(Resource::File(FileResource {
+        path: found.path.clone(),
+        content: found.content.clone(),
+        mode: found.mode,
+        owner: "root".to_owned(),
+        group: "root".to_owned(),
+        secret: found.private,
+    })))
 }
 
 /// The server's steps on the bootstrap node; returns the id of the step after which it
@@ -136,14 +133,11 @@ fn serve(
     for path in [repo::CERT_FILE, repo::KEY_FILE, repo::APT_KEY_FILE] {
         watched.push(steps.add(node_file(inputs, name, path)?));
     }
-    watched.push(steps.add((
-        format!("unit/{}", repo::SERVICE),
-        Resource::Unit(UnitResource {
-            name: repo::SERVICE.to_owned(),
-            drop_in: None,
-            content: managed_content("#", &unit(ip, &inputs.agent_path, bundle)),
-        }),
-    )));
+    watched.push(steps.add(named(Resource::Unit(UnitResource {
+        name: repo::SERVICE.to_owned(),
+        drop_in: None,
+        content: managed_content("#", &unit(ip, &inputs.agent_path, bundle)),
+    }))));
     let watched: Vec<&String> = watched.iter().collect();
     let service = steps.add_with(service(repo::SERVICE, true), &watched, &watched);
     // The service is started, not necessarily listening yet: this node's own APT update

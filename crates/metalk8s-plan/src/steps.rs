@@ -71,41 +71,41 @@ pub(crate) fn managed_content(comment: &str, body: &str) -> String {
     )
 }
 
+/// A resource that manages one named thing, with the id it derives from that
+/// ([`Resource::natural_id`]).
+pub(crate) fn named(resource: Resource) -> Planned {
+    let id = resource
+        .natural_id()
+        .expect("named() is given resources that manage one named thing");
+    (id, resource)
+}
+
 pub(crate) fn file(path: &str, content: String, mode: u32) -> Planned {
-    (
-        format!("file{path}"),
-        Resource::File(FileResource {
-            path: path.to_owned(),
-            content,
-            mode,
-            owner: "root".to_owned(),
-            group: "root".to_owned(),
-            secret: false,
-        }),
-    )
+    named(Resource::File(FileResource {
+        path: path.to_owned(),
+        content,
+        mode,
+        owner: "root".to_owned(),
+        group: "root".to_owned(),
+        secret: false,
+    }))
 }
 
 pub(crate) fn directory(path: &str, mode: u32, group: &str) -> Planned {
-    (
-        format!("directory{path}"),
-        Resource::Directory(DirectoryResource {
-            path: path.to_owned(),
-            mode,
-            owner: "root".to_owned(),
-            group: group.to_owned(),
-        }),
-    )
+    named(Resource::Directory(DirectoryResource {
+        path: path.to_owned(),
+        mode,
+        owner: "root".to_owned(),
+        group: group.to_owned(),
+    }))
 }
 
 pub(crate) fn service(unit: &str, enabled: bool) -> Planned {
-    (
-        format!("service/{}", unit.trim_end_matches(".service")),
-        Resource::Service(ServiceResource {
-            name: unit.to_owned(),
-            enabled,
-            running: true,
-        }),
-    )
+    named(Resource::Service(ServiceResource {
+        name: unit.to_owned(),
+        enabled,
+        running: true,
+    }))
 }
 
 /// A command that runs only when a step it watches changed.

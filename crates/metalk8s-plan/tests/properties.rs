@@ -282,6 +282,18 @@ proptest! {
     }
 
     #[test]
+    fn a_step_that_manages_one_named_thing_is_named_by_it(cluster in cluster()) {
+        let (_, plan) = planned(&cluster);
+        for host in plan.phases.iter().flat_map(|phase| &phase.hosts) {
+            for step in &host.steps {
+                if let Some(natural) = step.resource.natural_id() {
+                    prop_assert_eq!(&step.id, &natural, "{} on {}", step.id, host.node);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn steps_are_unique_and_depend_only_on_earlier_steps(cluster in cluster()) {
         let (_, plan) = planned(&cluster);
         for host in plan.phases.iter().flat_map(|phase| &phase.hosts) {

@@ -20,7 +20,7 @@ use metalk8s_model::plan::{
 };
 use std::collections::BTreeMap;
 
-use crate::steps::{Steps, directory, file, reaction, service};
+use crate::steps::{Steps, directory, file, named, reaction, service};
 use crate::{Cluster, PlanError, PlannedNode};
 use family::Family;
 
@@ -75,7 +75,7 @@ fn host_plan(cluster: &Cluster, node: &PlannedNode) -> Result<HostPlan, PlanErro
     let family = family::family(&node.node.name, node.facts)?;
     let mut steps = Steps::default();
     kernel(&mut steps, cluster);
-    steps.add(("swap".to_owned(), Resource::SwapOff(SwapOffResource {})));
+    steps.add(named(Resource::SwapOff(SwapOffResource {})));
     names(&mut steps, cluster, node);
     let packages = packages(&mut steps, cluster, family);
     time(&mut steps, cluster, node, family, &packages);
@@ -99,10 +99,11 @@ const MODULE_PARAMETERS: &[(&str, &str)] = &[
 fn kernel(steps: &mut Steps, cluster: &Cluster) {
     let mut modules: Vec<String> = Vec::new();
     for name in &cluster.inventory.os.kernel_modules {
-        let id = format!("kernel-module/{name}");
+        let (id, module) = named(Resource::KernelModule(KernelModuleResource {
+            name: name.clone(),
+        }));
         // Read inventories list each module once; one built in code may not.
         if !modules.contains(&id) {
-            let module = Resource::KernelModule(KernelModuleResource { name: name.clone() });
             modules.push(steps.add((id, module)));
         }
     }
@@ -144,14 +145,13 @@ fn names(steps: &mut Steps, cluster: &Cluster, node: &PlannedNode) {
             names: vec![other.node.name.clone()],
         })
         .collect();
-    let hosts = steps.add((
-        "hosts".to_owned(),
-        Resource::HostsEntries(HostsEntriesResource { entries }),
-    ));
+    let hosts = steps.add(named(Resource::HostsEntries(HostsEntriesResource {
+        entries,
+    })));
     let hostname = Resource::Hostname(HostnameResource {
         name: node.node.name.clone(),
     });
-    steps.add_with(("hostname".to_owned(), hostname), &[&hosts], &[]);
+    steps.add_with(named(hostname), &[&hosts], &[]);
 }
 
 /// The required packages and `os.packages`, in one transaction; returns the step id.
