@@ -7,10 +7,13 @@
 //!
 //! Read as a stream: entries are hashed as they pass, never written anywhere, and any
 //! entry that is not a plain file or directory with a safe relative name is refused, as
-//! is a name seen twice. A leading `./` (as `tar -C DIR .` writes) is accepted.
+//! is a name seen twice. A leading `./` (as `tar -C DIR .` writes) is accepted. [`unpack`]
+//! applies the same checks to every entry before it writes it.
 
-use std::fs::File;
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use tar::{EntryType, Header};
@@ -72,52 +75,26 @@ pub(crate) struct ArchiveContents {
 /// Reads the archive at `path`: the manifest and signature, and with `hash_all` the size
 /// and sha256 of every other file. Without it, stops once the manifest is read.
 pub(crate) fn read_archive(path: &Path, hash_all: bool) -> Result<ArchiveContents, BundleError> {
-    let read_error = |source| BundleError::ArchiveRead {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(read_error)?;
-    let decoder = zstd::Decoder::new(file).map_err(read_error)?;
-    let mut tar = tar::Archive::new(decoder);
     let mut manifest_bytes = None;
     let mut signature_text = None;
     let mut files = ObservedFiles::new();
-    for entry in tar.entries().map_err(read_error)? {
-        let mut entry = entry.map_err(read_error)?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let kind = classify(&entry).map_err(|reason| BundleError::UnsafeEntry {
-            path: name.clone(),
-            reason,
-        })?;
-        let path = match kind {
-            EntryKind::File(path) => path,
-            EntryKind::Directory | EntryKind::Ignored => continue,
-            EntryKind::Link { .. } => {
-                return Err(BundleError::UnsafeEntry {
-                    path: name,
-                    reason: "links are not allowed in a bundle",
-                });
-            }
-        };
-        let seen = files.contains_key(&path)
-            || (path == MANIFEST_FILE && manifest_bytes.is_some())
-            || (path == SIGNATURE_FILE && signature_text.is_some());
-        if seen {
-            return Err(BundleError::DuplicateEntry { path });
+    for_each_file(path, |name, entry| {
+        if name == MANIFEST_FILE {
+            manifest_bytes = Some(read_limited(entry, MAX_MANIFEST_BYTES, &name)?);
+            return Ok(hash_all);
         }
-        if path == MANIFEST_FILE {
-            manifest_bytes = Some(read_limited(&mut entry, MAX_MANIFEST_BYTES, &path)?);
-            if !hash_all {
-                break;
-            }
-        } else if path == SIGNATURE_FILE {
-            let bytes = read_limited(&mut entry, MAX_SIGNATURE_BYTES, &path)?;
+        if name == SIGNATURE_FILE {
+            let bytes = read_limited(entry, MAX_SIGNATURE_BYTES, &name)?;
             signature_text = Some(String::from_utf8_lossy(&bytes).into_owned());
         } else if hash_all {
-            let observed = sha256_reader(&mut entry).map_err(read_error)?;
-            files.insert(path, observed);
+            let observed = sha256_reader(entry).map_err(|source| BundleError::ArchiveRead {
+                path: path.to_owned(),
+                source,
+            })?;
+            files.insert(name, observed);
         }
-    }
+        Ok(true)
+    })?;
     let missing = |name| BundleError::MissingFromArchive {
         archive: path.to_owned(),
         name,
@@ -135,7 +112,79 @@ pub(crate) fn read_archive(path: &Path, hash_all: bool) -> Result<ArchiveContent
     })
 }
 
-fn read_limited(entry: &mut impl Read, limit: u64, path: &str) -> Result<Vec<u8>, BundleError> {
+/// Unpacks the bundle archive `archive` into the empty directory `into` (created when
+/// missing). Every name is checked before anything is written: an absolute path, `..`, a
+/// link of any kind, a device or fifo, or a name seen twice is refused, so nothing can
+/// land outside `into`. Files of `bin/` are made executable, as in the archive.
+///
+/// This does not verify the bundle: call [`crate::verify_bundle`] on the archive first to
+/// know it is worth unpacking, and [`crate::verify`] on `into` to know what was written.
+pub fn unpack(archive: &Path, into: &Path) -> Result<(), BundleError> {
+    fs::create_dir_all(into).map_err(BundleError::io(into))?;
+    for_each_file(archive, |name, entry| {
+        let target = into.join(&name);
+        let parent = target.parent().unwrap_or(into);
+        fs::create_dir_all(parent).map_err(BundleError::io(parent))?;
+        let mode = if ArtifactKind::from_path(&name) == Some(ArtifactKind::Binary) {
+            0o755
+        } else {
+            0o644
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&target)
+            .map_err(BundleError::io(&target))?;
+        io::copy(entry, &mut file).map_err(BundleError::io(&target))?;
+        Ok(true)
+    })
+}
+
+/// Calls `visit` with the checked, normalized name and the content of every file of the
+/// bundle archive at `path`, in archive order, until it returns `false`. Directories are
+/// passed over; any other entry that is not a regular file with a safe relative name is
+/// refused, and so is a name seen twice, before `visit` sees it.
+fn for_each_file(
+    path: &Path,
+    mut visit: impl FnMut(String, &mut dyn Read) -> Result<bool, BundleError>,
+) -> Result<(), BundleError> {
+    let read_error = |source| BundleError::ArchiveRead {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let decoder = zstd::Decoder::new(file).map_err(read_error)?;
+    let mut tar = tar::Archive::new(decoder);
+    let mut seen = BTreeSet::new();
+    for entry in tar.entries().map_err(read_error)? {
+        let mut entry = entry.map_err(read_error)?;
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = classify(&entry).map_err(|reason| BundleError::UnsafeEntry {
+            path: raw_name.clone(),
+            reason,
+        })?;
+        let name = match kind {
+            EntryKind::File(name) => name,
+            EntryKind::Directory | EntryKind::Ignored => continue,
+            EntryKind::Link { .. } => {
+                return Err(BundleError::UnsafeEntry {
+                    path: raw_name,
+                    reason: "links are not allowed in a bundle",
+                });
+            }
+        };
+        if !seen.insert(name.clone()) {
+            return Err(BundleError::DuplicateEntry { path: name });
+        }
+        if !visit(name, &mut entry)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn read_limited(entry: &mut dyn Read, limit: u64, path: &str) -> Result<Vec<u8>, BundleError> {
     let mut bytes = Vec::new();
     entry
         .take(limit + 1)
@@ -240,6 +289,24 @@ mod tests {
     }
 
     #[test]
+    fn an_unpacked_archive_is_the_bundle_directory_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, manifest, bytes) = bundle();
+        let archive = dir.path().join("bundle.tar.zst");
+        fs::write(&archive, &bytes).unwrap();
+        let into = dir.path().join("unpacked");
+        unpack(&archive, &into).unwrap();
+        let verified = crate::verify(&into, &key().verifying_key()).unwrap();
+        assert_eq!(verified.manifest, manifest);
+        let mode = |path: &str| fs::metadata(into.join(path)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("bin/tool"), 0o755);
+        assert_eq!(mode("debs/a_1_all.deb"), 0o644);
+        // Unpacking again over the same files is refused: nothing is overwritten.
+        let error = unpack(&archive, &into).unwrap_err();
+        assert!(matches!(error, BundleError::Io { .. }), "{error:?}");
+    }
+
+    #[test]
     fn a_flipped_byte_names_the_artifact() {
         let (dir, _, bytes) = bundle();
         let mut tar = tar_of(&bytes);
@@ -263,12 +330,17 @@ mod tests {
         assert!(matches!(error, BundleError::BadSignature), "{error:?}");
     }
 
+    /// Verifying and unpacking refuse the same entries; unpacking writes nothing of them.
     #[test]
     fn hostile_entries_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&[RawEntry<'_>], &str); 4] = [
+        let cases: [(&[RawEntry<'_>], &str); 8] = [
             (
                 &[("../escape", EntryType::Regular, "", b"x")],
+                "`..` in the path",
+            ),
+            (
+                &[("bin/../../escape", EntryType::Regular, "", b"x")],
                 "`..` in the path",
             ),
             (
@@ -280,17 +352,39 @@ mod tests {
                 "symlink to an absolute path",
             ),
             (
+                &[("bin/tool", EntryType::Symlink, "../../escape", b"")],
+                "symlink leaves the archive",
+            ),
+            (
                 &[("bin/tool", EntryType::Symlink, "other", b"")],
                 "links are not allowed in a bundle",
             ),
+            (
+                &[("bin/hard", EntryType::Link, "bin/tool", b"")],
+                "links are not allowed in a bundle",
+            ),
+            (
+                &[("bin/pipe", EntryType::Fifo, "", b"")],
+                "a device, fifo or other special file",
+            ),
         ];
-        for (entries, reason) in cases {
-            let error = verify_bytes(dir.path(), &zst(&raw_tar(entries))).unwrap_err();
+        for (index, (entries, reason)) in cases.into_iter().enumerate() {
+            let bytes = zst(&raw_tar(entries));
+            let error = verify_bytes(dir.path(), &bytes).unwrap_err();
             assert!(
                 matches!(&error, BundleError::UnsafeEntry { reason: found, .. } if *found == reason),
                 "{entries:?}: {error:?}"
             );
+            let archive = dir.path().join("test.tar.zst");
+            let into = dir.path().join(format!("into/{index}"));
+            let error = unpack(&archive, &into).unwrap_err();
+            assert!(
+                matches!(&error, BundleError::UnsafeEntry { reason: found, .. } if *found == reason),
+                "{entries:?}: {error:?}"
+            );
+            assert_eq!(fs::read_dir(&into).unwrap().count(), 0, "{entries:?}");
         }
+        assert!(!dir.path().join("escape").exists());
         let twice = raw_tar(&[
             ("bin/tool", EntryType::Regular, "", b"a"),
             ("./bin/tool", EntryType::Regular, "", b"b"),
@@ -298,6 +392,11 @@ mod tests {
         let error = verify_bytes(dir.path(), &zst(&twice)).unwrap_err();
         assert!(
             matches!(&error, BundleError::DuplicateEntry { path } if path == "bin/tool"),
+            "{error:?}"
+        );
+        let error = unpack(&dir.path().join("test.tar.zst"), &dir.path().join("twice"));
+        assert!(
+            matches!(&error, Err(BundleError::DuplicateEntry { path }) if path == "bin/tool"),
             "{error:?}"
         );
     }

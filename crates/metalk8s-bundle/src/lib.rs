@@ -9,7 +9,9 @@
 //! - [`Manifest`] is the versioned table of contents; [`build_manifest`] walks a bundle
 //!   directory and hashes every file; [`write_signed`] signs it with ed25519.
 //! - [`verify_bundle`] checks the signature, then every artifact, then that no file is
-//!   unlisted, for a directory or (streaming, nothing extracted) an archive.
+//!   unlisted, for a directory or (streaming, nothing extracted) an archive; [`unpack`]
+//!   unpacks an archive with the same checks of every entry.
+//! - [`Manifest::images`] and [`Manifest::packages`] say what a bundle offers to the nodes.
 //!
 //! # Bundle layout
 //!
@@ -45,14 +47,14 @@ mod verify;
 mod walk;
 
 pub use apt::AptError;
-pub use archive::write_archive;
+pub use archive::{unpack, write_archive};
 pub use build::build_manifest;
 pub use builder::{BuildError, BuildOptions, Built, OutputFormat, build_bundle};
 pub use download::{DownloadError, Downloader};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::BundleError;
 pub use image::{ImageError, REF_NAME_ANNOTATION};
-pub use manifest::{API_VERSION, Artifact, ArtifactKind, Component, KIND, Manifest};
+pub use manifest::{API_VERSION, Artifact, ArtifactKind, BundledImage, Component, KIND, Manifest};
 pub use progress::{Progress, Silent, Transfer};
 pub use sign::{
     generate_signing_key, public_key_from_hex, public_key_from_hex_or_file, public_key_to_hex,

@@ -74,7 +74,54 @@ impl ArtifactKind {
     }
 }
 
+/// An image the bundle carries: the OCI layout `images/<name>/`, tagged `tag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundledImage<'a> {
+    pub name: &'a str,
+    pub tag: &'a str,
+}
+
 impl Manifest {
+    /// The images of the bundle, sorted by name: each `images/<name>/index.json` with the
+    /// component of the same name, whose version is the tag.
+    pub fn images(&self) -> Vec<BundledImage<'_>> {
+        let mut images: Vec<BundledImage<'_>> = self
+            .artifacts
+            .iter()
+            .filter(|artifact| artifact.kind == ArtifactKind::OciLayout)
+            .filter_map(|artifact| {
+                let name = artifact
+                    .path
+                    .strip_prefix("images/")?
+                    .strip_suffix("/index.json")?;
+                let component = self.components.iter().find(|c| c.name == name)?;
+                Some(BundledImage {
+                    name,
+                    tag: &component.version,
+                })
+            })
+            .collect();
+        images.sort_by_key(|image| image.name);
+        images
+    }
+
+    /// The names of the OS packages of the bundle, sorted, each once: the `<name>` of every
+    /// `debs/<name>_<version>_<arch>.deb`.
+    pub fn packages(&self) -> Vec<&str> {
+        let mut packages: Vec<&str> = self
+            .artifacts
+            .iter()
+            .filter(|artifact| artifact.kind == ArtifactKind::Deb)
+            .filter_map(|artifact| {
+                let file = artifact.path.rsplit('/').next()?;
+                file.split('_').next()
+            })
+            .collect();
+        packages.sort_unstable();
+        packages.dedup();
+        packages
+    }
+
     /// Parses manifest bytes and refuses a wrong header, unsafe paths and duplicates.
     pub fn from_json(bytes: &[u8]) -> Result<Self, BundleError> {
         let manifest: Self = serde_json::from_slice(bytes).map_err(BundleError::ManifestJson)?;
@@ -158,6 +205,40 @@ mod tests {
             assert!(check_relative(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_relative("images/pause/blobs/sha256/ab").is_ok());
+    }
+
+    #[test]
+    fn images_and_packages_are_listed_from_the_artifacts() {
+        let manifest = Manifest::from_json(
+            br#"{"apiVersion":"metalk8s.io/v1alpha1","kind":"BundleManifest","version":"1.2.3",
+            "created":"2026-01-01T00:00:00Z",
+            "components":[{"name":"pause","version":"3.9","origin":"oci-layout:x"},
+                          {"name":"coredns/coredns","version":"v1.11.1","origin":"docker:x"},
+                          {"name":"containerd","version":"1.6.20","origin":"http://x"}],
+            "artifacts":[
+              {"path":"debs/runc_1.1.5+ds1-1+deb12u1_amd64.deb","kind":"deb","sha256":"00","size":1},
+              {"path":"debs/containerd_1.6.20~ds1-1+b1_amd64.deb","kind":"deb","sha256":"00","size":1},
+              {"path":"debs/containerd_1.6.21~ds1-1_amd64.deb","kind":"deb","sha256":"00","size":1},
+              {"path":"images/pause/index.json","kind":"ociLayout","sha256":"00","size":1},
+              {"path":"images/pause/oci-layout","kind":"ociLayout","sha256":"00","size":1},
+              {"path":"images/coredns/coredns/index.json","kind":"ociLayout","sha256":"00","size":1},
+              {"path":"images/orphan/index.json","kind":"ociLayout","sha256":"00","size":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(manifest.packages(), ["containerd", "runc"]);
+        assert_eq!(
+            manifest.images(),
+            [
+                BundledImage {
+                    name: "coredns/coredns",
+                    tag: "v1.11.1"
+                },
+                BundledImage {
+                    name: "pause",
+                    tag: "3.9"
+                }
+            ]
+        );
     }
 
     #[test]

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use metalk8s_model::oci::{is_repository_name, is_tag};
 use serde::Deserialize;
 
-use crate::reference::{Digest, DigestError, Reference, is_valid_repository_name, is_valid_tag};
+use crate::reference::{Digest, DigestError, Reference};
 use crate::verify::{VerifiedFile, Verifier};
 
 /// Directory of the bundle holding the image layouts.
@@ -332,7 +333,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(
 }
 
 fn read_layout(dir: &Path, name: &str) -> Result<ImageRepository, ImageError> {
-    if !is_valid_repository_name(name) {
+    if !is_repository_name(name) {
         return Err(ImageError::InvalidName {
             path: dir.to_owned(),
             name: name.to_owned(),
@@ -355,7 +356,7 @@ fn read_layout(dir: &Path, name: &str) -> Result<ImageRepository, ImageError> {
                     path: index_path.clone(),
                     digest: entry.digest.clone(),
                 })?;
-        if !is_valid_tag(tag) {
+        if !is_tag(tag) {
             return Err(ImageError::InvalidTag {
                 path: index_path.clone(),
                 tag: tag.clone(),

@@ -10,11 +10,12 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use metalk8s_model::oci::is_repository_name;
 use serde_json::json;
 
 use crate::files::{file_response, header_value};
 use crate::images::FetchError;
-use crate::reference::{Digest, DigestError, Reference, ReferenceError, is_valid_repository_name};
+use crate::reference::{Digest, DigestError, Reference, ReferenceError};
 use crate::server::Repository;
 
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
@@ -166,7 +167,7 @@ pub fn parse_route(path: &str) -> Result<Route<'_>, RegistryError> {
     } else {
         return Err(RegistryError::NotFound);
     };
-    if !is_valid_repository_name(name) {
+    if !is_repository_name(name) {
         return Err(RegistryError::NameInvalid {
             name: name.to_owned(),
         });

@@ -184,6 +184,15 @@ impl AptSigningKey {
             .map_err(|error| KeyError::Serialize(Box::new(error)))
     }
 
+    /// The public key, ASCII-armored: what a text file carries (APT reads an armored
+    /// keyring named `*.asc`).
+    pub fn armored_public_key(&self) -> Result<String, KeyError> {
+        self.key
+            .to_public_key()
+            .to_armored_string(ArmorOptions::default())
+            .map_err(|error| KeyError::Serialize(Box::new(error)))
+    }
+
     /// Writes [`Self::public_keyring`] to `path` (mode 0644, replacing the file).
     pub fn write_public_keyring(&self, path: &Path) -> Result<(), KeyError> {
         let keyring = self.public_keyring()?;
@@ -253,6 +262,10 @@ mod tests {
 
         let public = SignedPublicKey::from_bytes(key.public_keyring().unwrap().as_slice()).unwrap();
         public.verify_bindings().unwrap();
+        let armored = key.armored_public_key().unwrap();
+        assert!(armored.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+        let (from_armor, _) = SignedPublicKey::from_string(&armored).unwrap();
+        assert_eq!(from_armor, public);
 
         let text = "Suite: metalk8s\nSHA256:\n abc 1 main/Packages\n-dash line\n";
         let signed = again.clearsign(text).unwrap();

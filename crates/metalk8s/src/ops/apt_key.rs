@@ -11,7 +11,6 @@ use metalk8s_model::inventory::{Inventory, Role};
 use metalk8s_model::plan::NodeFile;
 use metalk8s_model::repository as repo;
 use metalk8s_repo::{AptSigningKey, KeyError, SECRET_KEY_MODE};
-use pgp::composed::{ArmorOptions, Deserializable, SignedPublicKey};
 
 /// Where the key lives, relative to the PKI store (a directory only root reads).
 pub const STORE_PATH: &str = "repository/apt-signing.key";
@@ -43,7 +42,8 @@ pub fn add_node_files(
         let (key, _generated) = AptSigningKey::load_or_generate(&path).map_err(report)?;
         (key, read(&path)?)
     };
-    let keyring = armored_public_key(&key)?;
+    // Node files are text: the keyring goes armored, as `*.asc`.
+    let keyring = key.armored_public_key().map_err(report)?;
     for node in &inventory.nodes {
         let node_files = files.entry(node.name.clone()).or_default();
         if node.has_role(Role::Bootstrap) {
@@ -62,17 +62,6 @@ pub fn add_node_files(
         });
     }
     Ok(())
-}
-
-/// The public key, ASCII-armored: node files are text, and APT reads an armored keyring
-/// named `*.asc`.
-pub fn armored_public_key(key: &AptSigningKey) -> Result<String, miette::Report> {
-    let binary = key.public_keyring().map_err(report)?;
-    let public = SignedPublicKey::from_bytes(binary.as_slice())
-        .map_err(|error| miette::miette!("cannot read back the APT public key: {error}"))?;
-    public
-        .to_armored_string(ArmorOptions::default())
-        .map_err(|error| miette::miette!("cannot armor the APT public key: {error}"))
 }
 
 fn read(path: &Path) -> Result<String, miette::Report> {

@@ -37,39 +37,18 @@ struct LocalBundle {
 
 /// What the planner needs to know of a bundle.
 pub fn staged_bundle(manifest: &Manifest) -> StagedBundle {
-    let mut images: Vec<BundleImage> = manifest
-        .artifacts
-        .iter()
-        .filter(|artifact| artifact.kind == ArtifactKind::OciLayout)
-        .filter_map(|artifact| {
-            let name = artifact
-                .path
-                .strip_prefix("images/")?
-                .strip_suffix("/index.json")?;
-            let component = manifest.components.iter().find(|c| c.name == name)?;
-            Some(BundleImage {
-                name: name.to_owned(),
-                tag: component.version.clone(),
-            })
-        })
-        .collect();
-    images.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut packages: Vec<String> = manifest
-        .artifacts
-        .iter()
-        .filter(|artifact| artifact.kind == ArtifactKind::Deb)
-        .filter_map(|artifact| {
-            let file = artifact.path.rsplit('/').next()?;
-            Some(file.split('_').next()?.to_owned())
-        })
-        .collect();
-    packages.sort();
-    packages.dedup();
     StagedBundle {
         version: manifest.version.clone(),
         dir: repo::bundle_dir(&manifest.version),
-        images,
-        packages,
+        images: manifest
+            .images()
+            .into_iter()
+            .map(|image| BundleImage {
+                name: image.name.to_owned(),
+                tag: image.tag.to_owned(),
+            })
+            .collect(),
+        packages: manifest.packages().into_iter().map(str::to_owned).collect(),
     }
 }
 
@@ -203,7 +182,13 @@ fn verified_locally(source: &BundleSource) -> Result<LocalBundle, Failure> {
         let scratch = tempfile::tempdir().map_err(|error| {
             Failure::problem(miette::miette!("cannot make a scratch directory: {error}"))
         })?;
-        unpack(&source.path, scratch.path())?;
+        metalk8s_bundle::unpack(&source.path, scratch.path()).map_err(|error| {
+            Failure::problem(miette::miette!(
+                "cannot unpack bundle {}: {}",
+                source.path.display(),
+                metalk8s_model::report::error_chain(&error)
+            ))
+        })?;
         verify(scratch.path())?;
         (scratch.path().to_owned(), Some(scratch))
     };
@@ -220,29 +205,6 @@ fn verified_locally(source: &BundleSource) -> Result<LocalBundle, Failure> {
         manifest_bytes,
         _scratch: scratch,
     })
-}
-
-/// Unpacks a `.tar.zst` bundle; `unpack_in` refuses entries that would land outside `into`.
-fn unpack(archive: &Path, into: &Path) -> Result<(), Failure> {
-    let failed = |error: std::io::Error| {
-        Failure::problem(miette::miette!(
-            "cannot unpack {}: {error}",
-            archive.display()
-        ))
-    };
-    let file = std::fs::File::open(archive).map_err(failed)?;
-    let decoder = zstd::Decoder::new(file).map_err(failed)?;
-    let mut tar = tar::Archive::new(decoder);
-    for entry in tar.entries().map_err(failed)? {
-        let mut entry = entry.map_err(failed)?;
-        if !entry.unpack_in(into).map_err(failed)? {
-            return Err(Failure::invalid(miette::miette!(
-                "{}: an entry points outside the bundle",
-                archive.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 async fn upload(
@@ -384,23 +346,18 @@ mod tests {
     }
 
     #[test]
-    fn the_planner_learns_the_images_and_packages_of_the_manifest() {
+    fn the_planner_learns_the_version_images_and_packages_of_the_manifest() {
         let manifest = Manifest::from_json(
             br#"{"apiVersion":"metalk8s.io/v1alpha1","kind":"BundleManifest","version":"1.2.3",
-            "created":"2026-01-01T00:00:00Z",
-            "components":[{"name":"pause","version":"3.9","origin":"oci-layout:x"},
-                          {"name":"containerd","version":"1.6.20","origin":"http://x"}],
-            "artifacts":[
-              {"path":"debs/containerd_1.6.20~ds1-1+b1_amd64.deb","kind":"deb","sha256":"00","size":1},
-              {"path":"debs/runc_1.1.5+ds1-1+deb12u1_amd64.deb","kind":"deb","sha256":"00","size":1},
-              {"path":"images/pause/index.json","kind":"ociLayout","sha256":"00","size":1},
-              {"path":"images/pause/oci-layout","kind":"ociLayout","sha256":"00","size":1}]}"#,
+            "created":"2026-01-01T00:00:00Z","components":[{"name":"pause","version":"3.9","origin":"x"}],
+            "artifacts":[{"path":"debs/runc_1.1.5_amd64.deb","kind":"deb","sha256":"00","size":1},
+              {"path":"images/pause/index.json","kind":"ociLayout","sha256":"00","size":1}]}"#,
         )
         .unwrap();
         let staged = staged_bundle(&manifest);
         assert_eq!(staged.version, "1.2.3");
         assert_eq!(staged.dir, "/var/lib/metalk8s/bundles/1.2.3");
-        assert_eq!(staged.packages, ["containerd", "runc"]);
+        assert_eq!(staged.packages, ["runc"]);
         assert_eq!(
             staged.images,
             [BundleImage {
