@@ -303,6 +303,38 @@ async fn every_resource_applies_then_is_converged_on_a_lab_node() {
         other => panic!("read-only /proc/sys: {other:?}"),
     }
     converge(host, &sysctl).await;
+    // A value the kernel refuses: the step fails, the file keeps its content, and the value
+    // set before the refused one (`ip_forward` sorts first) is put back.
+    let persisted = sh(host, "cat /etc/sysctl.d/90-metalk8s-test.conf").await;
+    let refused = Resource::Sysctl(SysctlResource {
+        file: "/etc/sysctl.d/90-metalk8s-test.conf".into(),
+        values: [
+            ("net.ipv4.ip_forward", "0"),
+            ("net.ipv4.ip_local_port_range", "32768 60999; x"),
+            ("net.ipv4.tcp_keepalive_time", "600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    });
+    let observed = observe(host, &refused).await.unwrap();
+    let error = implementation(&refused)
+        .apply(host, &observed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ResourceError::Command { stderr, .. } if stderr.contains("the kernel refused net.ipv4.ip_local_port_range")),
+        "{error:?}"
+    );
+    assert_eq!(
+        sh(host, "cat /etc/sysctl.d/90-metalk8s-test.conf").await,
+        persisted
+    );
+    assert_eq!(
+        sh(host, "cat /proc/sys/net/ipv4/ip_forward").await.trim(),
+        "1"
+    );
+    assert!(observe(host, &sysctl).await.unwrap().is_converged());
     // A key this kernel does not have: the file is persisted, then unsupported.
     let unknown_key = Resource::Sysctl(SysctlResource {
         file: "/etc/sysctl.d/91-metalk8s-test.conf".into(),

@@ -25,8 +25,11 @@ pub async fn defrag(
     progress: Progress<'_>,
 ) -> Result<Vec<Defragmented>, EtcdError> {
     let before = wait_healthy(cluster, gate_timeout, progress).await?;
-    let observer = cluster
-        .member(&before.observer)
+    // A healthy cluster was seen by one of its members.
+    let observer = before
+        .observer
+        .as_deref()
+        .and_then(|name| cluster.member(name))
         .and_then(|m| m.host.clone())
         .expect("the observer is a connected member");
     let mut done = Vec::new();

@@ -62,8 +62,13 @@ pub async fn replace_member(
             .collect(),
     };
     let seen = status(&others).await?;
+    let Some(observer_name) = seen.observer.clone() else {
+        return Err(EtcdError::NoMemberAnswers {
+            detail: seen.summary(),
+        });
+    };
     let observer = others
-        .member(&seen.observer)
+        .member(&observer_name)
         .and_then(|m| m.host.clone())
         .expect("the observer is a connected member");
     let endpoints = others.endpoints();
@@ -95,7 +100,7 @@ pub async fn replace_member(
         Duration::from_secs(30),
     )
     .await?;
-    let list: MemberList = ctl::parse(&seen.observer, "member list", &list.stdout_text())?;
+    let list: MemberList = ctl::parse(&observer_name, "member list", &list.stdout_text())?;
     let existing = list
         .members
         .iter()

@@ -20,7 +20,9 @@ pub struct MemberStatus {
     /// etcd's member ID (hex), when the cluster lists it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// In the cluster's member list (a member removed or never added is not).
+    /// In the cluster's member list (a member removed or never added is not). When no
+    /// member answers, the list cannot be read: every member of the inventory is taken as
+    /// listed, and each is down with the reason in `error`.
     pub listed: bool,
     /// Answered a health check (a read through raft) in time.
     pub healthy: bool,
@@ -48,8 +50,9 @@ pub struct ClusterStatus {
     /// The member every healthy member follows, when they agree on one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
-    /// The member whose etcdctl gave this view.
-    pub observer: String,
+    /// The member whose etcdctl gave this view; none when no member answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observer: Option<String>,
     /// Members listed by etcd that the inventory does not name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_members: Vec<String>,
@@ -107,34 +110,88 @@ const LOOK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The cluster as the first member (in inventory order) that can answer sees it: member
 /// list, each endpoint's status and health, and each reachable node's service state.
+/// When no member answers, every member is reported down, each with why (its service
+/// state, what etcdctl said, or that its node cannot be reached), so that the status has
+/// one shape whatever happens.
 pub async fn status(cluster: &EtcdCluster) -> Result<ClusterStatus, EtcdError> {
     let looks = futures::future::join_all(cluster.members.iter().map(|m| look(cluster, m))).await;
-    let mut failures = Vec::new();
     let mut view = None;
     let mut services = BTreeMap::new();
     let mut unreachable = BTreeMap::new();
+    let mut silent = BTreeMap::new();
     for (member, look) in cluster.members.iter().zip(looks) {
         match look {
             Ok(look) => {
                 services.insert(member.name.clone(), look.service.clone());
-                if view.is_none() && look.members.is_some() {
+                if look.members.is_none() {
+                    silent.insert(member.name.clone(), ctl::last_lines(&look.stderr));
+                } else if view.is_none() {
                     view = Some((member.name.clone(), look));
-                } else if look.members.is_none() {
-                    failures.push(format!("{}: {}", member.name, look.problem()));
                 }
             }
             Err(error) => {
                 unreachable.insert(member.name.clone(), error.to_string());
-                failures.push(format!("{}: {error}", member.name));
             }
         }
     }
-    let Some((observer, look)) = view else {
-        return Err(EtcdError::NoMemberAnswers {
-            detail: failures.join("; "),
-        });
-    };
-    Ok(assemble(cluster, &observer, look, &services, &unreachable))
+    Ok(match view {
+        Some((observer, look)) => assemble(cluster, &observer, look, &services, &unreachable),
+        None => nobody_answers(cluster, &services, &silent, &unreachable),
+    })
+}
+
+/// Every member down, with why: etcdctl's last words and the service state for a node
+/// reached over SSH, what failed on a node that was connected, or why its node could not
+/// be reached.
+fn nobody_answers(
+    cluster: &EtcdCluster,
+    services: &BTreeMap<String, String>,
+    silent: &BTreeMap<String, String>,
+    failed: &BTreeMap<String, String>,
+) -> ClusterStatus {
+    let members = cluster
+        .members
+        .iter()
+        .map(|member| {
+            let service = services.get(&member.name);
+            let error = match (service, silent.get(&member.name)) {
+                (Some(service), Some(said)) if !said.is_empty() => {
+                    format!("{said} (service {service})")
+                }
+                (Some(service), _) => format!("does not answer (service {service})"),
+                (None, _) if member.host.is_some() => format!(
+                    "does not answer ({})",
+                    failed
+                        .get(&member.name)
+                        .map_or("no answer over SSH", String::as_str)
+                ),
+                (None, _) => format!(
+                    "does not answer (node unreachable over SSH: {})",
+                    member.unreachable.as_deref().unwrap_or("no connection")
+                ),
+            };
+            MemberStatus {
+                name: member.name.clone(),
+                endpoint: etcd::client_url(member.ip),
+                id: None,
+                listed: true,
+                healthy: false,
+                leader: false,
+                version: None,
+                db_size: None,
+                raft_index: None,
+                revision: None,
+                service: service.cloned(),
+                error: Some(error),
+            }
+        })
+        .collect();
+    ClusterStatus {
+        members,
+        leader: None,
+        observer: None,
+        unknown_members: Vec::new(),
+    }
 }
 
 /// What one member's etcdctl saw.
@@ -144,17 +201,6 @@ struct Look {
     statuses: Vec<EndpointStatus>,
     health: Vec<EndpointHealth>,
     stderr: String,
-}
-
-impl Look {
-    fn problem(&self) -> String {
-        let errors = ctl::last_lines(&self.stderr);
-        if errors.is_empty() {
-            format!("etcd service {}", self.service)
-        } else {
-            errors
-        }
-    }
 }
 
 async fn look(cluster: &EtcdCluster, member: &Member) -> Result<Look, EtcdError> {
@@ -315,7 +361,7 @@ fn assemble(
     ClusterStatus {
         members,
         leader,
-        observer: observer.to_owned(),
+        observer: Some(observer.to_owned()),
         unknown_members,
     }
 }
@@ -342,5 +388,149 @@ pub async fn wait_healthy(
         }
         progress(&format!("waiting for etcd to be healthy: {last}"));
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use metalk8s_transport::fake::RecordingHost;
+    use metalk8s_transport::{Host, Output};
+
+    use super::*;
+
+    fn member(name: &str, ip: &str, host: Option<RecordingHost>) -> Member {
+        let unreachable = host
+            .is_none()
+            .then(|| "ssh: connect to host: Connection refused".to_owned());
+        Member {
+            name: name.to_owned(),
+            ip: ip.parse().unwrap(),
+            host: host.map(|host| Arc::new(host) as Arc<dyn Host>),
+            unreachable,
+        }
+    }
+
+    /// What the look script prints on a node: the service state, then what each etcdctl
+    /// question printed (empty when it got no answer), etcdctl's logs on stderr.
+    fn answer(service: &str, members: &str, status: &str, health: &str, stderr: &str) -> Output {
+        Output {
+            status: 0,
+            stdout: format!(
+                "@@service {service}\n@@members\n{members}\n@@status\n{status}\n@@health\n{health}\n"
+            )
+            .into_bytes(),
+            stderr: stderr.as_bytes().to_vec(),
+        }
+    }
+
+    fn node(name: &str, output: Output) -> RecordingHost {
+        RecordingHost::new(name).on("etcdctl", output)
+    }
+
+    const TIMED_OUT: &str = "{\"level\":\"warn\",\"msg\":\"retrying of unary invoker failed\",\"error\":\"rpc error: code = DeadlineExceeded desc = context deadline exceeded\"}\nError: context deadline exceeded\n";
+
+    #[tokio::test]
+    async fn when_no_member_answers_every_member_is_reported_down_with_why() {
+        let cluster = EtcdCluster {
+            token: "demo".to_owned(),
+            members: vec![
+                member(
+                    "node1",
+                    "10.0.0.1",
+                    Some(node("node1", answer("inactive", "", "", "", TIMED_OUT))),
+                ),
+                member("node2", "10.0.0.2", None),
+                member(
+                    "node3",
+                    "10.0.0.3",
+                    Some(node("node3", answer("active", "", "", "", ""))),
+                ),
+            ],
+        };
+        let status = status(&cluster).await.unwrap();
+        assert!(!status.healthy());
+        assert!(!status.has_quorum());
+        assert_eq!(status.observer, None);
+        assert_eq!(status.leader, None);
+        let names: Vec<&str> = status.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["node1", "node2", "node3"]);
+        for member in &status.members {
+            assert!(
+                member.listed && !member.healthy && !member.leader,
+                "{member:?}"
+            );
+        }
+        let errors: Vec<&str> = status
+            .members
+            .iter()
+            .map(|m| m.error.as_deref().unwrap())
+            .collect();
+        assert!(
+            errors[0].contains("context deadline exceeded"),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[0].ends_with("(service inactive)"), "{}", errors[0]);
+        assert_eq!(
+            errors[1],
+            "does not answer (node unreachable over SSH: ssh: connect to host: Connection refused)"
+        );
+        assert_eq!(errors[2], "does not answer (service active)");
+        assert_eq!(status.members[0].service.as_deref(), Some("inactive"));
+        assert_eq!(status.members[1].service, None);
+        assert_eq!(status.members[0].endpoint, "https://10.0.0.1:2379");
+        let summary = status.summary();
+        assert!(summary.starts_with("node1 "), "{summary}");
+        assert!(summary.ends_with("; no leader"), "{summary}");
+
+        // `-o json` has the same shape as when a member answers.
+        let json = serde_json::to_value(&status).unwrap();
+        assert!(json.get("observer").is_none(), "{json}");
+        assert_eq!(json["members"].as_array().unwrap().len(), 3);
+        assert_eq!(json["members"][1]["healthy"], false);
+        assert_eq!(json["members"][1]["name"], "node2");
+    }
+
+    #[tokio::test]
+    async fn the_first_member_that_answers_gives_the_view() {
+        let members = r#"{"header":{"cluster_id":1,"member_id":17},"members":[
+            {"ID":17,"name":"node1","peerURLs":["https://10.0.0.1:2380"]},
+            {"ID":18,"name":"node2","peerURLs":["https://10.0.0.2:2380"]}]}"#
+            .replace('\n', "");
+        let statuses = r#"[{"Endpoint":"https://10.0.0.1:2379","Status":{"header":{"member_id":17,"revision":42},"version":"3.5.9","dbSize":20480,"leader":17,"raftIndex":99}}]"#;
+        let health = r#"[{"endpoint":"https://10.0.0.1:2379","health":true},{"endpoint":"https://10.0.0.2:2379","health":false,"error":"context deadline exceeded"}]"#;
+        let cluster = EtcdCluster {
+            token: "demo".to_owned(),
+            members: vec![
+                member(
+                    "node1",
+                    "10.0.0.1",
+                    Some(node(
+                        "node1",
+                        answer("active", &members, statuses, health, ""),
+                    )),
+                ),
+                member(
+                    "node2",
+                    "10.0.0.2",
+                    Some(node("node2", answer("inactive", "", "", "", TIMED_OUT))),
+                ),
+            ],
+        };
+        let status = status(&cluster).await.unwrap();
+        assert_eq!(status.observer.as_deref(), Some("node1"));
+        assert_eq!(status.leader.as_deref(), Some("node1"));
+        assert!(status.members[0].healthy && status.members[0].leader);
+        assert_eq!(status.members[0].db_size, Some(20480));
+        assert!(!status.members[1].healthy);
+        assert_eq!(
+            status.members[1].error.as_deref(),
+            Some("context deadline exceeded (service inactive)")
+        );
+        assert!(!status.healthy());
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["observer"], "node1");
     }
 }

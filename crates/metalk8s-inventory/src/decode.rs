@@ -17,6 +17,7 @@ use crate::scalars;
 use crate::shape::{Field, Shape, StructShape, Text};
 use crate::suggest;
 use crate::tree::{Node, Scalar, Value};
+use crate::values::shown;
 
 /// The JSON form of the valid parts of a document, where each value was written, and what
 /// was wrong with it.
@@ -180,7 +181,7 @@ impl Decoder {
                 "inventory::duplicate-key",
                 &field_path(path, name),
                 again,
-                format!("`{name}` is set twice in {}", place(path)),
+                format!("`{}` is set twice in {}", shown(name), place(path)),
             )
             .label("set again here")
             .also(first, "first set here")
@@ -201,7 +202,7 @@ impl Decoder {
         let help = if let Some(suggestion) = suggestion {
             format!("did you mean `{suggestion}`?")
         } else if let Some(home) = shape.home_of(name) {
-            format!("`{name}` belongs under `{home}`: move it there")
+            format!("`{}` belongs under `{home}`: move it there", shown(name))
         } else if name == "<<" {
             "YAML merge keys (`<<`) are not supported: write the fields out".to_owned()
         } else {
@@ -216,7 +217,7 @@ impl Decoder {
                 "inventory::unknown-field",
                 &field_path(path, name),
                 key.span.clone(),
-                format!("unknown field `{name}` in {}", place(path)),
+                format!("unknown field `{}` in {}", shown(name), place(path)),
             )
             .label("unknown field")
             .help(help),
@@ -253,7 +254,10 @@ impl Decoder {
         let found = node.describe();
         let help = match (shape, node.as_scalar()) {
             (Shape::List { .. }, Some(scalar)) if !scalar.is_null() => {
-                format!("write a list, even of one item: `[{}]`", scalar.text)
+                format!(
+                    "write a list, even of one item: `[{}]`",
+                    shown(&scalar.text)
+                )
             }
             _ => format!("write {}, for example `{example}`", shape.expected()),
         };
@@ -350,7 +354,7 @@ impl Decoder {
                         "inventory::bad-label-key",
                         &child,
                         key.span.clone(),
-                        format!("`{name}` is not a valid label key: {reason}"),
+                        format!("`{}` is not a valid label key: {reason}", shown(name)),
                     )
                     .label("invalid label key")
                     .help("label keys look like `rack` or `example.com/rack`"),
@@ -384,7 +388,7 @@ impl Decoder {
                         "inventory::bad-sysctl-key",
                         &child,
                         key.span.clone(),
-                        format!("`{name}` is not a kernel parameter name: {reason}"),
+                        format!("`{}` is not a kernel parameter name: {reason}", shown(name)),
                     )
                     .label("invalid sysctl name")
                     .help(sysctl_key_help(name)),

@@ -29,6 +29,7 @@ mod shape;
 mod suggest;
 mod tree;
 mod validate;
+mod values;
 
 use std::io::Read;
 use std::path::Path;

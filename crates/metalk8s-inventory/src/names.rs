@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::values::{character, shown};
+
 /// RFC 1123 label as Kubernetes uses it for node names: lowercase letters, digits and `-`,
 /// at most 63 characters, starting and ending with a letter or digit.
 pub(crate) fn is_dns_label(text: &str) -> bool {
@@ -20,13 +22,27 @@ pub(crate) fn is_dns_subdomain(text: &str) -> bool {
     text.len() <= 253 && text.split('.').all(is_dns_label)
 }
 
-/// What SSH can connect to: an IP address or a host name (any case).
+/// What SSH can connect to: an IP address or a host name (any case). A name whose last
+/// label is a number (`10.1`, `0x7f`, `0`) is not one: resolvers and URL parsers read it
+/// as an IPv4 address in a short or hexadecimal form, each their own way.
 pub(crate) fn is_address(text: &str) -> bool {
-    text.parse::<IpAddr>().is_ok()
-        || (text.len() <= 253
-            && text
-                .split('.')
-                .all(|label| is_dns_label(&label.to_ascii_lowercase())))
+    if text.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let numeric = |label: &str| {
+        let hex = label
+            .strip_prefix("0x")
+            .or_else(|| label.strip_prefix("0X"));
+        match hex {
+            Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => label.bytes().all(|b| b.is_ascii_digit()),
+        }
+    };
+    text.len() <= 253
+        && text
+            .split('.')
+            .all(|label| is_dns_label(&label.to_ascii_lowercase()))
+        && !text.rsplit('.').next().is_some_and(numeric)
 }
 
 /// The closest DNS label to `text`, offered as a fix when `text` is not one.
@@ -66,7 +82,8 @@ pub(crate) fn label_key_error(key: &str) -> Option<String> {
     };
     if let Some(prefix) = prefix.filter(|prefix| !is_dns_subdomain(prefix)) {
         return Some(format!(
-            "its prefix `{prefix}` is not a DNS subdomain (lowercase, like `example.com`)"
+            "its prefix `{}` is not a DNS subdomain (lowercase, like `example.com`)",
+            shown(prefix)
         ));
     }
     if name.is_empty() {
@@ -74,7 +91,8 @@ pub(crate) fn label_key_error(key: &str) -> Option<String> {
     }
     if !is_qualified_name_part(name) {
         return Some(format!(
-            "its name `{name}` must be at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit"
+            "its name `{}` must be at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit",
+            shown(name)
         ));
     }
     None
@@ -100,12 +118,6 @@ pub(crate) fn is_volume_group_name(text: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | '.' | '-'))
 }
 
-/// An absolute path under `/dev/` naming a block device.
-pub(crate) fn is_device_path(text: &str) -> bool {
-    text.strip_prefix("/dev/")
-        .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
-}
-
 /// Why a sysctl name is not one, if it is not: dot-separated parts (`/` also separates,
 /// as in `net.ipv4.conf.eth0/100.rp_filter` for an interface with a dot in its name) of
 /// letters, digits, `_` and `-`, at least two of them.
@@ -115,7 +127,7 @@ pub(crate) fn sysctl_key_error(key: &str) -> Option<String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
     {
-        return Some(format!("it contains `{bad}`"));
+        return Some(format!("it contains {}", character(bad)));
     }
     if parts.iter().any(|part| part.is_empty()) {
         return Some("one of its dot-separated parts is empty".to_owned());
@@ -181,8 +193,11 @@ mod tests {
         assert!(is_address("fd00::1"));
         assert!(is_address("Node1.Example.com"));
         assert!(!is_address("node 1"));
-        assert!(is_device_path("/dev/vdb"));
-        assert!(!is_device_path("vdb"));
+        assert!(!is_address("10.1"));
+        assert!(!is_address("0"));
+        assert!(!is_address("example.0x7f"));
+        assert!(!is_address("010.0.0.1"));
+        assert!(is_address("1a.example.com"));
         assert!(is_volume_group_name("vg_metalk8s"));
         assert!(!is_volume_group_name("-vg"));
     }

@@ -13,6 +13,7 @@ use crate::paths::place;
 use crate::shape::{Choice, Shape, Text};
 use crate::suggest;
 use crate::tree::Scalar;
+use crate::values;
 
 /// The JSON for `scalar` if it fits `shape`.
 pub(crate) fn check(scalar: &Scalar, shape: &Shape, path: &str) -> Result<Json, Wrong> {
@@ -67,19 +68,21 @@ impl Wrong {
 }
 
 fn text(scalar: &Scalar, rule: Text, path: &str) -> Result<Json, Wrong> {
-    let value = scalar.text.as_str();
+    let text = scalar.text.as_str();
     let at = place(path);
+    // For messages: a hostile value cannot break the report's lines.
+    let value = values::shown(text);
+    let value = value.as_str();
     let problem = match rule {
-        Text::Any => None,
-        Text::NonEmpty => value.trim().is_empty().then(|| {
+        Text::NonEmpty => text.trim().is_empty().then(|| {
             Wrong::new(
                 format!("{at} is empty"),
                 "empty",
                 "give it a value, or remove the field to use the default",
             )
         }),
-        Text::DnsLabel => (!names::is_dns_label(value)).then(|| {
-            let near = names::dns_label_near(value)
+        Text::DnsLabel => (!names::is_dns_label(text)).then(|| {
+            let near = names::dns_label_near(text)
                 .map(|near| format!(" (did you mean `{near}`?)"))
                 .unwrap_or_default();
             Wrong::new(
@@ -89,7 +92,7 @@ fn text(scalar: &Scalar, rule: Text, path: &str) -> Result<Json, Wrong> {
             )
             .code("inventory::bad-name")
         }),
-        Text::DnsSubdomain => (!names::is_dns_subdomain(value)).then(|| {
+        Text::DnsSubdomain => (!names::is_dns_subdomain(text)).then(|| {
             Wrong::new(
                 format!("{at} is not a DNS-1123 subdomain: `{value}`"),
                 "not a DNS subdomain",
@@ -97,14 +100,14 @@ fn text(scalar: &Scalar, rule: Text, path: &str) -> Result<Json, Wrong> {
             )
             .code("inventory::bad-name")
         }),
-        Text::Address => (!names::is_address(value)).then(|| {
+        Text::Address => (!names::is_address(text)).then(|| {
             Wrong::new(
                 format!("{at} is neither an IP address nor a host name: `{value}`"),
                 "not an address",
                 "write the IP address or resolvable host name SSH connects to, for example `10.10.0.11`",
             )
         }),
-        Text::LabelKey => names::label_key_error(value).map(|reason| {
+        Text::LabelKey => names::label_key_error(text).map(|reason| {
             Wrong::new(
                 format!("`{value}` is not a valid label key: {reason}"),
                 "invalid label key",
@@ -112,7 +115,7 @@ fn text(scalar: &Scalar, rule: Text, path: &str) -> Result<Json, Wrong> {
             )
             .code("inventory::bad-label-key")
         }),
-        Text::LabelValue => names::label_value_error(value).map(|reason| {
+        Text::LabelValue => names::label_value_error(text).map(|reason| {
             Wrong::new(
                 format!("{at} is not a valid label value: `{value}`"),
                 "invalid label value",
@@ -120,64 +123,92 @@ fn text(scalar: &Scalar, rule: Text, path: &str) -> Result<Json, Wrong> {
             )
             .code("inventory::bad-label-value")
         }),
-        Text::DevicePath => (!names::is_device_path(value)).then(|| {
+        Text::DevicePath => values::device_path_error(text).map(|reason| {
             Wrong::new(
-                format!("{at} is not a device path: `{value}`"),
-                "not under /dev/",
-                "write the block device's path, for example `/dev/vdb` or `/dev/disk/by-id/...`",
+                format!("{at} is not a block device path: {reason}"),
+                "not a device path",
+                "write the block device's path, for example `/dev/vdb` or `/dev/disk/by-id/...` (letters, digits and `-._:+@=,` between the slashes)",
             )
+            .code("inventory::bad-device-path")
         }),
-        Text::VolumeGroup => (!names::is_volume_group_name(value)).then(|| {
+        Text::VolumeGroup => (!names::is_volume_group_name(text)).then(|| {
             Wrong::new(
                 format!("{at} is not a valid LVM volume group name: `{value}`"),
                 "invalid VG name",
                 "use letters, digits and `+_.-`, not starting with `-`",
             )
         }),
-        Text::Url => (!is_http_url(value)).then(|| {
+        Text::Url => values::proxy_url_error(text).map(|reason| {
             Wrong::new(
-                format!("{at} is not an HTTP(S) URL: `{value}`"),
-                "not a URL",
-                "write the proxy as `http://host:port` (or `https://host:port`)",
+                format!("{at} is not a proxy URL metalk8s can write: {reason}"),
+                "not a proxy URL",
+                "write `http://host:port`, or `http://user:password@host:port` with every character of the user and password other than letters, digits and `-._~` percent-encoded (`@` is `%40`, `:` is `%3A`)",
             )
+            .code("inventory::bad-proxy-url")
         }),
-        Text::KernelVersion => (!is_kernel_version(value)).then(|| {
+        Text::KernelVersion => (!is_kernel_version(text)).then(|| {
             Wrong::new(
                 format!("{at} is not a `major.minor` kernel version: `{value}`"),
                 "not major.minor",
                 "write two numbers separated by a dot, for example `4.18`",
             )
         }),
-        Text::KernelModule => (!names::is_kernel_module_name(value)).then(|| {
+        Text::KernelModule => (!names::is_kernel_module_name(text)).then(|| {
             Wrong::new(
                 format!("{at} is not a kernel module name: `{value}`"),
                 "not a module name",
                 "write the name `modprobe` takes, for example `ip_vs`",
             )
         }),
-        Text::PackageName => (!names::is_package_name(value)).then(|| {
+        Text::PackageName => (!names::is_package_name(text)).then(|| {
             Wrong::new(
                 format!("{at} is not a package name: `{value}`"),
                 "not a package name",
                 "write one package name per item, for example `nfs-common`",
             )
         }),
-        Text::NtpServer => (!names::is_address(value)).then(|| {
+        Text::NtpServer => (!names::is_address(text)).then(|| {
             Wrong::new(
                 format!("{at} is neither an IP address nor a host name: `{value}`"),
                 "not an NTP server",
                 "write the NTP server's host name or IP address alone, for example `ntp.example.com` (no scheme, port or options)",
             )
+            .code("inventory::bad-ntp-server")
+        }),
+        Text::NoProxy => values::no_proxy_error(text).map(|reason| {
+            Wrong::new(
+                format!("{at} is not a host to reach without the proxy: {reason}"),
+                "not a host, domain, IP or CIDR",
+                "write a host name (`registry.local`), a domain with its leading dot (`.example.com`), an IP address, a CIDR (`10.0.0.0/8`) or `*`, one per item",
+            )
+            .code("inventory::bad-no-proxy")
+        }),
+        Text::MkfsOption => values::mkfs_option_error(text).map(|reason| {
+            Wrong::new(
+                format!("{at} is not an mkfs argument metalk8s passes: {reason}"),
+                "not an mkfs argument",
+                "write one argument per item, of letters, digits and `-._:/,=+^@`, for example `[-m, \"0\"]` or `[-O, ^has_journal]`",
+            )
+            .code("inventory::bad-mkfs-option")
+        }),
+        Text::MountOption => values::mount_option_error(text).map(|reason| {
+            Wrong::new(
+                format!("{at} is not a mount option: {reason}"),
+                "not a mount option",
+                "write one option per item, `name` or `name=value`, for example `[noatime, nodev]`",
+            )
+            .code("inventory::bad-mount-option")
         }),
     };
     match problem {
         Some(wrong) => Err(wrong),
-        None => Ok(Json::String(value.to_owned())),
+        None => Ok(Json::String(text.to_owned())),
     }
 }
 
-/// A sysctl value: the text written after `=` in /etc/sysctl.d, a number or words on one
-/// line. Booleans are refused because the kernel reads `1` and `0`.
+/// A sysctl value: the text written after `=` in /etc/sysctl.d and given to `sysctl -w`:
+/// whole numbers separated by spaces, or one word (see [`values::sysctl_value_error`]).
+/// Booleans are refused because the kernel reads `1` and `0`.
 pub(crate) fn sysctl_value(scalar: &Scalar, path: &str) -> Result<Json, Wrong> {
     let text = scalar.text.as_str();
     let at = place(path);
@@ -191,26 +222,18 @@ pub(crate) fn sysctl_value(scalar: &Scalar, path: &str) -> Result<Json, Wrong> {
             format!("{at} must be the value the kernel reads, not `{text}`"),
             "a boolean",
             format!("write `{number}`"),
-        ));
+        )
+        .code("inventory::bad-sysctl-value"));
     }
-    if text.trim().is_empty() || text.contains(char::is_control) {
+    if let Some(reason) = values::sysctl_value_error(text) {
         return Err(Wrong::new(
-            format!(
-                "{at} must be a value on one line, not `{}`",
-                text.escape_debug()
-            ),
+            format!("{at} is not a kernel parameter value metalk8s writes: {reason}"),
             "not a sysctl value",
-            "write a number or words on one line, for example `262144` or `\"32768 60999\"`",
-        ));
+            "write whole numbers separated by spaces (`262144`, `\"32768 60999\"`) or one word of letters, digits and `._:/,+@%-` (`bbr`, `\"30000-32767\"`)",
+        )
+        .code("inventory::bad-sysctl-value"));
     }
     Ok(Json::String(text.to_owned()))
-}
-
-fn is_http_url(text: &str) -> bool {
-    ["http://", "https://"].iter().any(|scheme| {
-        text.strip_prefix(scheme)
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
-    })
 }
 
 fn is_kernel_version(text: &str) -> bool {
@@ -237,7 +260,11 @@ fn boolean(scalar: &Scalar, path: &str) -> Result<Json, Wrong> {
         _ => "write `true` or `false`".to_owned(),
     };
     Err(Wrong::new(
-        format!("{} must be `true` or `false`, not `{text}`", place(path)),
+        format!(
+            "{} must be `true` or `false`, not `{}`",
+            place(path),
+            values::shown(text)
+        ),
         "not a boolean",
         help,
     ))
@@ -293,7 +320,7 @@ fn cidr(scalar: &Scalar, path: &str) -> Result<Json, Wrong> {
     match text.parse::<IpNet>() {
         Ok(net) if net.trunc() == net => Ok(Json::String(net.to_string())),
         Ok(net) => Err(Wrong::new(
-            format!("{at} has host bits set: `{text}`"),
+            format!("{at} has host bits set: `{}`", values::shown(text)),
             "host bits set",
             format!("write the network address: `{}`", net.trunc()),
         )
@@ -310,10 +337,12 @@ fn cidr(scalar: &Scalar, path: &str) -> Result<Json, Wrong> {
                     "write an address and a prefix length, for example `10.10.0.0/16`".to_owned()
                 }
             };
-            Err(
-                Wrong::new(format!("{at} is not a CIDR: `{text}`"), "not a CIDR", help)
-                    .code("inventory::bad-cidr"),
+            Err(Wrong::new(
+                format!("{at} is not a CIDR: `{}`", values::shown(text)),
+                "not a CIDR",
+                help,
             )
+            .code("inventory::bad-cidr"))
         }
     }
 }
@@ -332,7 +361,11 @@ fn ip(scalar: &Scalar, path: &str) -> Result<Json, Wrong> {
                 Err(_) => "write an IPv4 or IPv6 address, for example `10.10.0.11`".to_owned(),
             };
             Err(Wrong::new(
-                format!("{} is not an IP address: `{text}`", place(path)),
+                format!(
+                    "{} is not an IP address: `{}`",
+                    place(path),
+                    values::shown(text)
+                ),
                 "not an IP address",
                 help,
             )
@@ -403,7 +436,12 @@ fn choose(scalar: &Scalar, choice: &Choice, path: &str) -> Result<Json, Wrong> {
         None => String::new(),
     };
     Err(Wrong::new(
-        format!("unknown {} `{text}` in {}", choice.noun, place(path)),
+        format!(
+            "unknown {} `{}` in {}",
+            choice.noun,
+            values::shown(text),
+            place(path)
+        ),
         format!("unknown {}", choice.noun),
         format!(
             "{hint}{}s are {}",
@@ -419,7 +457,7 @@ fn constant(scalar: &Scalar, expected: &str, path: &str) -> Result<Json, Wrong> 
         return Ok(Json::String(expected.to_owned()));
     }
     Err(Wrong::new(
-        format!("unsupported {path} `{}`", scalar.text),
+        format!("unsupported {path} `{}`", values::shown(&scalar.text)),
         format!("expected `{expected}`"),
         format!("this version of metalk8s reads `{path}: {expected}`"),
     )

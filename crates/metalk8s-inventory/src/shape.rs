@@ -37,7 +37,6 @@ pub(crate) enum Shape {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Text {
     NonEmpty,
-    Any,
     DnsLabel,
     DnsSubdomain,
     Address,
@@ -50,6 +49,12 @@ pub(crate) enum Text {
     KernelModule,
     PackageName,
     NtpServer,
+    /// A `noProxy` item: host, `.domain`, IP, CIDR or `*`.
+    NoProxy,
+    /// One `mkfs` argument.
+    MkfsOption,
+    /// One mount option, `name` or `name=value`.
+    MountOption,
 }
 
 /// A closed set of words, with the words people coming from other tools use for them.
@@ -143,7 +148,7 @@ impl Shape {
 impl Text {
     fn example(self) -> &'static str {
         match self {
-            Text::NonEmpty | Text::Any => "text",
+            Text::NonEmpty => "text",
             Text::DnsLabel => "node-1",
             Text::DnsSubdomain => "metalk8s-local",
             Text::Address => "10.10.0.11",
@@ -156,6 +161,9 @@ impl Text {
             Text::KernelModule => "ip_vs",
             Text::PackageName => "nfs-common",
             Text::NtpServer => "ntp.example.com",
+            Text::NoProxy => ".example.com",
+            Text::MkfsOption => "-m",
+            Text::MountOption => "noatime",
         }
     }
 }
@@ -286,7 +294,7 @@ pub(crate) static PROXY: StructShape = StructShape {
         optional(
             "noProxy",
             Shape::List {
-                item: &Shape::Text(Text::NonEmpty),
+                item: &Shape::Text(Text::NoProxy),
                 non_empty: false,
             },
             "[.example.com]",
@@ -482,7 +490,7 @@ pub(crate) static VOLUME: StructShape = StructShape {
         optional(
             "mkfsOptions",
             Shape::List {
-                item: &Shape::Text(Text::Any),
+                item: &Shape::Text(Text::MkfsOption),
                 non_empty: false,
             },
             "[-m, '0']",
@@ -490,7 +498,7 @@ pub(crate) static VOLUME: StructShape = StructShape {
         optional(
             "mountOptions",
             Shape::List {
-                item: &Shape::Text(Text::NonEmpty),
+                item: &Shape::Text(Text::MountOption),
                 non_empty: false,
             },
             "[noatime]",

@@ -1,12 +1,17 @@
 //! `Sysctl`: kernel parameters persisted in a file under /etc/sysctl.d and set live.
 //!
+//! Values are set live first and persisted only once the kernel took them all: a value the
+//! kernel refuses fails the step with the file left as it was (and the values already set
+//! by that step put back), so that it is never applied, and refused, again at every boot.
+//!
 //! What cannot be set live is `Unsupported`: a key whose /proc/sys entry does not exist
 //! (its module is not loaded: `/proc/sys/net/bridge` without br_netfilter), or a value that
-//! differs while /proc/sys is read-only (a container). The file is persisted regardless:
-//! when that is the only problem, `observe` returns the `Unsupported` error; otherwise it
-//! reports the changes (the unsupported part among them) and `apply` writes the file, sets
-//! what it can, then returns the `Unsupported` error. A re-run says the same until the
-//! host can take the values, so a step never reads as converged while a value is not live.
+//! differs while /proc/sys is read-only (a container). The file is persisted regardless
+//! (those values cannot be tried; the inventory checks their shape): when that is the only
+//! problem, `observe` returns the `Unsupported` error; otherwise it reports the changes
+//! (the unsupported part among them) and `apply` sets what it can, writes the file, then
+//! returns the `Unsupported` error. A re-run says the same until the host can take the
+//! values, so a step never reads as converged while a value is not live.
 
 use std::collections::BTreeMap;
 
@@ -60,9 +65,9 @@ impl Sysctl<'_> {
             {
                 return Err(shell::invalid(format!("{key:?} is not a sysctl key")));
             }
-            if value.contains(['\n', '\0']) {
+            if value.contains(|c: char| c.is_control() && c != '\t') {
                 return Err(shell::invalid(format!(
-                    "the value of sysctl {key} has a line break"
+                    "the value of sysctl {key} has a line break or a control character"
                 )));
             }
         }
@@ -248,6 +253,30 @@ fn normalise(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Sets each `(key, wanted, current)` live, in order. When the kernel refuses one, the
+/// keys set before it get their current values back, in reverse order, and the script
+/// fails naming the refused value.
+fn set_live_script(to_set: &[(&str, &str, String)]) -> String {
+    let mut script = String::new();
+    for (index, (key, want, _)) in to_set.iter().enumerate() {
+        script.push_str(&format!(
+            "if ! sysctl -q -w {}; then\n",
+            quote(&format!("{key}={want}"))
+        ));
+        for (earlier, _, current) in to_set[..index].iter().rev() {
+            script.push_str(&format!(
+                "  sysctl -q -w {} || true\n",
+                quote(&format!("{earlier}={current}"))
+            ));
+        }
+        script.push_str(&format!(
+            "  echo {} >&2\n  exit 1\nfi\n",
+            quote(&format!("the kernel refused {key} = {want}"))
+        ));
+    }
+    script
+}
+
 fn missing_hint(path: &str, keys: &[&str]) -> &'static str {
     match path {
         "/proc/sys/net/bridge" => "is br_netfilter loaded?",
@@ -284,21 +313,19 @@ impl Apply for Sysctl<'_> {
         let content = self.content();
         let desired = DesiredFile::root(&self.0.file, &content, 0o644);
         let assessment = self.assess(&desired, &file, &live)?;
-        desired.converge(host, &file).await?;
         if !assessment.to_set.is_empty() {
-            let mut script = String::from("set -e\n");
-            for (key, want, _) in &assessment.to_set {
-                script.push_str(&format!(
-                    "sysctl -q -w {}\n",
-                    quote(&format!("{key}={want}"))
-                ));
-            }
             let keys: Vec<&str> = assessment.to_set.iter().map(|(key, ..)| *key).collect();
+            let script = set_live_script(&assessment.to_set);
             shell::run_checked(host, &shell::root(&script), || {
-                format!("setting {}", keys.join(", "))
+                format!(
+                    "setting {} ({} is left as it was)",
+                    keys.join(", "),
+                    self.0.file
+                )
             })
             .await?;
         }
+        desired.converge(host, &file).await?;
         match assessment.unsupported {
             Some(reason) => Err(ResourceError::Unsupported(reason)),
             None => Ok(()),
@@ -421,16 +448,139 @@ mod tests {
         );
         Sysctl(&resource).apply(&host, &observed).await.unwrap();
         let commands = host.commands();
-        let write = &commands[commands.len() - 2];
-        assert_eq!(
-            write.stdin.as_deref(),
-            Some(Sysctl(&resource).content().as_bytes())
-        );
-        let set = commands.last().unwrap();
+        // Set live first, persisted after.
+        let set = &commands[commands.len() - 2];
         assert!(
             set.script.contains("sysctl -q -w net.ipv4.ip_forward=1"),
             "{}",
             set.script
+        );
+        let write = commands.last().unwrap();
+        assert_eq!(
+            write.stdin.as_deref(),
+            Some(Sysctl(&resource).content().as_bytes())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_value_the_kernel_refuses_is_never_persisted() {
+        let resource = resource(&[
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.ip_local_port_range", "32768 60999; x"),
+        ]);
+        let previous = "# Kernel parameters managed by metalk8s\nnet.ipv4.ip_forward = 0\n";
+        let host = host_with(
+            &file_section(0o644, "root", "root", previous),
+            &[
+                ("net.ipv4.ip_forward", "rw 0"),
+                ("net.ipv4.ip_local_port_range", "rw 32768\t60999"),
+            ],
+        )
+        .on(
+            "sysctl -q -w",
+            Output::failed(
+                1,
+                "sysctl: setting key \"net.ipv4.ip_local_port_range\": Invalid argument\nthe kernel refused net.ipv4.ip_local_port_range = 32768 60999; x\n",
+            ),
+        );
+        let observed = Sysctl(&resource).observe(&host).await.unwrap();
+        let error = Sysctl(&resource).apply(&host, &observed).await.unwrap_err();
+        let ResourceError::Command { what, stderr, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert!(
+            what.contains("/etc/sysctl.d/90-metalk8s.conf is left as it was"),
+            "{what}"
+        );
+        assert!(stderr.contains("the kernel refused"), "{stderr}");
+        assert!(
+            host.commands()
+                .iter()
+                .all(|command| command.stdin.is_none()),
+            "the file was written: {:?}",
+            host.commands()
+        );
+    }
+
+    /// Runs the set script with a `sysctl` that records its arguments and refuses values
+    /// holding `;`, as the kernel does for a port range.
+    fn run_set_script(to_set: &[(&str, &str, String)]) -> (bool, Vec<String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let fake = dir.path().join("sysctl");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$3\" >> {}\ncase \"$3\" in *\\;*) echo refused >&2; exit 255;; esac\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&fake)
+            .status()
+            .unwrap();
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(set_live_script(to_set))
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        (
+            output.status.success(),
+            calls,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn a_refused_value_puts_back_the_values_set_before_it() {
+        let (ok, calls, stderr) = run_set_script(&[
+            ("vm.swappiness", "10", "60".to_owned()),
+            ("kernel.pid_max", "4194304", "32768".to_owned()),
+            (
+                "net.ipv4.ip_local_port_range",
+                "1 2; x",
+                "32768 60999".to_owned(),
+            ),
+            ("vm.max_map_count", "262144", "65530".to_owned()),
+        ]);
+        assert!(!ok);
+        assert_eq!(
+            calls,
+            [
+                "vm.swappiness=10",
+                "kernel.pid_max=4194304",
+                "net.ipv4.ip_local_port_range=1 2; x",
+                "kernel.pid_max=32768",
+                "vm.swappiness=60",
+            ]
+        );
+        assert!(
+            stderr.contains("the kernel refused net.ipv4.ip_local_port_range = 1 2; x"),
+            "{stderr}"
+        );
+        let (ok, calls, _) = run_set_script(&[
+            ("vm.swappiness", "10", "60".to_owned()),
+            (
+                "net.ipv4.ip_local_port_range",
+                "1024 65000",
+                "32768 60999".to_owned(),
+            ),
+        ]);
+        assert!(ok);
+        assert_eq!(
+            calls,
+            [
+                "vm.swappiness=10",
+                "net.ipv4.ip_local_port_range=1024 65000"
+            ]
         );
     }
 
@@ -524,6 +674,71 @@ mod tests {
                 .unwrap()
                 .is_converged()
         );
+    }
+
+    /// The file as systemd-sysctl and `sysctl --system` read it: `#` and `;` comment lines,
+    /// `key = value` with blanks around both trimmed.
+    fn read_back(content: &str) -> BTreeMap<String, String> {
+        content
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with(['#', ';']))
+            .map(|line| {
+                let (key, value) = line.split_once('=').expect("a key = value line");
+                (key.trim().to_owned(), value.trim().to_owned())
+            })
+            .collect()
+    }
+
+    /// Whatever the inventory accepts as a sysctl value is written on one line and read
+    /// back unchanged; the hostile values it refuses never reach this resource.
+    #[test]
+    fn accepted_values_read_back_from_the_file() {
+        let hostile = [
+            "1",
+            "-1",
+            "32768 60999",
+            "4096\t87380 6291456",
+            "30000-32767,8080",
+            "bbr",
+            "32768 60999; x",
+            "1\nkernel.core_pattern = |/tmp/x",
+            "1 # comment",
+            "a=b",
+            " 1",
+            "\"1\"",
+            "1\r",
+            "%n",
+            "x\u{2028}y",
+        ];
+        let mut accepted = 0;
+        for value in hostile {
+            let inventory = format!(
+                "apiVersion: metalk8s.io/v1alpha1\nkind: Inventory\nname: demo\nnetworks: {{controlPlane: [10.0.0.0/24], workloadPlane: [10.0.0.0/24]}}\nos: {{sysctls: {{net.core.somaxconn: {}}}}}\nnodes: [{{name: n, address: 10.0.0.1, roles: [bootstrap, etcd, control-plane, worker]}}]\n",
+                serde_json::to_string(value).unwrap()
+            );
+            let Ok(inventory) = metalk8s_inventory::parse("x.yaml", &inventory) else {
+                continue;
+            };
+            accepted += 1;
+            let values = inventory.os.sysctls;
+            let resource = SysctlResource {
+                file: FILE.into(),
+                values: values.clone(),
+            };
+            Sysctl(&resource).check().unwrap();
+            let read = read_back(&Sysctl(&resource).content());
+            let want: BTreeMap<String, String> = values
+                .iter()
+                .map(|(key, value)| (key.clone(), normalise(value)))
+                .collect();
+            let read: BTreeMap<String, String> = read
+                .iter()
+                .map(|(key, value)| (key.clone(), normalise(value)))
+                .collect();
+            assert_eq!(read, want, "{value:?}");
+        }
+        assert_eq!(accepted, 7);
     }
 
     #[tokio::test]

@@ -56,18 +56,8 @@ async fn open(
 
 async fn status(args: &ClusterArgs) -> CommandResult {
     let (cluster, _) = open(args).await?;
-    let status = match metalk8s_etcd::status(&cluster).await {
-        Ok(status) => status,
-        // Still data for scripts: a cluster where no member answers is a status too.
-        Err(error @ EtcdError::NoMemberAnswers { .. }) if args.output != output::Format::Table => {
-            output::print_data(
-                args.output,
-                &serde_json::json!({ "healthy": false, "error": error_chain(&error) }),
-            );
-            return Ok(ExitCode::from(PROBLEM_FOUND));
-        }
-        Err(error) => return Err(failed(error)),
-    };
+    // A cluster where no member answers is a status too: every member down, with why.
+    let status = metalk8s_etcd::status(&cluster).await.map_err(failed)?;
     if !output::print_data(args.output, &status) {
         print_status(&status);
     }
@@ -129,11 +119,11 @@ fn print_status(status: &ClusterStatus) {
     } else {
         "NO QUORUM"
     };
-    println!(
-        "{} ({quorum}; seen from {})",
-        status.summary(),
-        status.observer
-    );
+    let seen = match &status.observer {
+        Some(observer) => format!("seen from {observer}"),
+        None => "no member answers".to_owned(),
+    };
+    println!("{} ({quorum}; {seen})", status.summary());
 }
 
 fn human_size(bytes: u64) -> String {
