@@ -8,6 +8,7 @@
 
 mod common;
 
+use metalk8s_model::PhaseName;
 use std::collections::BTreeMap;
 
 use common::hostile::{Field, hostile};
@@ -17,7 +18,11 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
 /// Every file and unit drop-in of the plan of `phases`, by path (`unit/drop-in` for units).
-fn rendered(inventory: &Inventory, os: &str, phases: &[&str]) -> BTreeMap<String, (String, u32)> {
+fn rendered(
+    inventory: &Inventory,
+    os: &str,
+    phases: &[PhaseName],
+) -> BTreeMap<String, (String, u32)> {
     let mut facts = serde_json::to_value(Facts::default()).unwrap();
     facts["hostname"] = "node-1".into();
     facts["os"] = match os {
@@ -292,7 +297,7 @@ fn dnf_proxy(content: &str) -> Result<Option<String>, String> {
 /// What the nodes read back from the files the planner writes for `inventory`.
 fn check_rendered(inventory: &Inventory) -> Result<(), String> {
     let proxy = inventory.proxy.clone().unwrap_or_default();
-    let debian = rendered(inventory, "debian", &["os", "containerd"]);
+    let debian = rendered(inventory, "debian", &[PhaseName::Os, PhaseName::Containerd]);
 
     let mut expected = Vec::new();
     for (scheme, url) in [("http", &proxy.http), ("https", &proxy.https)] {
@@ -351,7 +356,7 @@ fn check_rendered(inventory: &Inventory) -> Result<(), String> {
         return Err(format!("chrony reads {servers:?}, want {want:?}"));
     }
 
-    let rocky = rendered(inventory, "rocky", &["os"]);
+    let rocky = rendered(inventory, "rocky", &[PhaseName::Os]);
     let dnf = dnf_proxy(file(&rocky, "/etc/dnf/dnf.conf"))
         .map_err(|error| format!("dnf.conf: {error}"))?;
     if dnf != proxy.https.clone().or(proxy.http.clone()) {
@@ -420,30 +425,28 @@ fn the_valid_fixture_reads_back() {
 }
 
 /// systemd reads `%40` in `Environment=` as a specifier: the planner must write `%` as
-/// `%%` in unit files (reported to the planner's owner; un-ignore once it does).
+/// `%%` in unit files.
 #[test]
-#[ignore = "planner: `%` must be written `%%` in containerd's proxy drop-in"]
 fn percent_encoded_credentials_survive_the_containerd_drop_in() {
     let url = "http://metalk8s:p%40ss@proxy.example.com:3128";
     let inventory = accepted(Field::ProxyHttps, url).unwrap();
-    let debian = rendered(&inventory, "debian", &["containerd"]);
+    let debian = rendered(&inventory, "debian", &[PhaseName::Containerd]);
     let environment =
         unit_environment(file(&debian, "containerd.service/90-metalk8s-proxy")).unwrap();
     assert_eq!(environment["HTTPS_PROXY"], url);
 }
 
 /// Files that hold proxy credentials are readable by root only, and kept out of plans,
-/// diffs and backups (reported to the planner's owner; un-ignore once they are).
+/// diffs and backups.
 #[test]
-#[ignore = "planner: proxy files with credentials must be 0600 and secret"]
 fn proxy_credentials_are_stored_0600() {
     let inventory = accepted(
         Field::ProxyHttps,
         "http://metalk8s:s3cret@proxy.example.com:3128",
     )
     .unwrap();
-    let debian = rendered(&inventory, "debian", &["os"]);
-    let rocky = rendered(&inventory, "rocky", &["os"]);
+    let debian = rendered(&inventory, "debian", &[PhaseName::Os]);
+    let rocky = rendered(&inventory, "rocky", &[PhaseName::Os]);
     for (files, path) in [
         (&debian, "/etc/apt/apt.conf.d/90-metalk8s-proxy.conf"),
         (&rocky, "/etc/dnf/dnf.conf"),

@@ -196,6 +196,9 @@ fn proxy_environment(cluster: &Cluster, proxy: &Proxy) -> Option<String> {
     let mut text = String::from("[Service]\n");
     for (name, url) in [("HTTP_PROXY", &proxy.http), ("HTTPS_PROXY", &proxy.https)] {
         if let Some(url) = url {
+            // systemd expands `%` specifiers in `Environment=`: a percent-encoded
+            // credential (`p%40ss`) must reach containerd as written.
+            let url = url.replace('%', "%%");
             text.push_str(&format!("Environment=\"{name}={url}\"\n"));
         }
     }
