@@ -735,10 +735,18 @@ mod tests {
         )
     }
 
+    /// Runs [`plan`] on `n1` and `n2` in batches of one, observing first.
     async fn execute_observing(
-        hosts: &BTreeMap<String, Arc<dyn Host>>,
+        n1: &Arc<RecordingHost>,
+        n2: &Arc<RecordingHost>,
         gate: &dyn Gate,
     ) -> DeployReport {
+        let hosts: BTreeMap<String, Arc<dyn Host>> = [
+            ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
+            ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
+        ]
+        .into();
+        let hosts = &hosts;
         let binary = AgentBinary::from_bytes(b"agent".to_vec());
         let seen = Seen::default();
         let executor = Executor {
@@ -766,16 +774,11 @@ mod tests {
     async fn a_converged_plan_is_one_observation_per_host_and_no_gate() {
         let n1 = observed_node("n1", StepOutcome::Unchanged, StepOutcome::Unchanged);
         let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
-        let hosts: BTreeMap<String, Arc<dyn Host>> = [
-            ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
-            ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
-        ]
-        .into();
         let gate = CountingGate {
             passes: 10,
             checks: Mutex::new(0),
         };
-        let report = execute_observing(&hosts, &gate).await;
+        let report = execute_observing(&n1, &n2, &gate).await;
         assert!(report.succeeded);
         for host in [&n1, &n2] {
             assert_eq!(host.scripts().len(), 1, "{:?}", host.scripts());
@@ -809,16 +812,11 @@ mod tests {
         };
         let n1 = observed_node("n1", would, changed);
         let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
-        let hosts: BTreeMap<String, Arc<dyn Host>> = [
-            ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
-            ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
-        ]
-        .into();
         let gate = CountingGate {
             passes: 10,
             checks: Mutex::new(0),
         };
-        let report = execute_observing(&hosts, &gate).await;
+        let report = execute_observing(&n1, &n2, &gate).await;
         assert!(report.succeeded);
         // Both phases applied on both hosts (the first changed something), each batch of
         // the gated phase checked.
@@ -847,16 +845,11 @@ mod tests {
                 .otherwise(Output::ok("metalk8s 0.1.0\n")),
         );
         let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
-        let hosts: BTreeMap<String, Arc<dyn Host>> = [
-            ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
-            ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
-        ]
-        .into();
         let gate = CountingGate {
             passes: 10,
             checks: Mutex::new(0),
         };
-        let report = execute_observing(&hosts, &gate).await;
+        let report = execute_observing(&n1, &n2, &gate).await;
         assert!(report.succeeded);
         assert_eq!(count(&n1, "agent apply"), 2);
     }
