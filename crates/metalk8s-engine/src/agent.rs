@@ -274,8 +274,6 @@ pub async fn serve(
     state_dir: &Path,
     out: &mut (dyn Write + Send),
 ) -> std::io::Result<()> {
-    let pending_path = pending_path(state_dir, &request.phase);
-    let mut pending = read_pending(&pending_path);
     // Held until this function returns: the lock is released when the file closes.
     let _exclusive = if request.dry_run {
         None
@@ -283,6 +281,9 @@ pub async fn serve(
         std::fs::create_dir_all(state_dir)?;
         Some(wait_for_other_agents(state_dir, out).await?)
     };
+    // Read under the lock: an earlier agent still running may add to it until it ends.
+    let pending_path = pending_path(state_dir, &request.phase);
+    let mut pending = read_pending(&pending_path);
     let mut observer = NodeObserver {
         out,
         request,
@@ -483,13 +484,18 @@ pub fn append_line(path: &Path, entry: &serde_json::Value, durable: bool) -> std
     Ok(())
 }
 
-/// Replaces a small file atomically and durably.
+/// Replaces a small file atomically and durably: the content, then the rename (the
+/// directory entry), reach the disk before this returns.
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    std::fs::rename(&temporary, path)?;
+    match path.parent() {
+        Some(directory) => std::fs::File::open(directory)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 impl AgentRequest {

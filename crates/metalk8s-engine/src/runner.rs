@@ -143,16 +143,17 @@ async fn run_step(
     }
     let mut changes: Vec<String> = observed.changes.iter().map(|c| c.summary.clone()).collect();
     if !observed.is_converged() {
-        if let Err(error) = resource.apply(host, &observed).await {
-            return failure(error);
-        }
-        // Record the owed reactions before anything else can fail, so that a crash from
-        // here on still restarts the watchers next time.
+        // The reactions are owed, and recorded, before the change is made: a crash (or a
+        // failure) during or right after it still restarts the watchers next time. A
+        // change that then fails costs at most one restart too many.
         if let Some(step_watchers) = context.watchers.get(step.id.as_str()) {
             pending
                 .reactions
                 .extend(step_watchers.iter().map(|w| (*w).to_owned()));
             observer.pending_changed(pending);
+        }
+        if let Err(error) = resource.apply(host, &observed).await {
+            return failure(error);
         }
     }
     if pending.reactions.contains(&step.id) {
@@ -371,5 +372,88 @@ mod tests {
         );
         assert!(!ran(&host, "apply-"));
         assert!(recorder.pending.is_empty() && pending.reactions.is_empty());
+    }
+
+    /// A host that logs each command into a log the observer shares, so that the order of
+    /// "the debt is recorded" and "the change is made" can be checked.
+    struct Ordered {
+        host: RecordingHost,
+        log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Host for Ordered {
+        fn name(&self) -> &str {
+            self.host.name()
+        }
+        async fn run(
+            &self,
+            command: &metalk8s_transport::Command,
+        ) -> Result<Output, metalk8s_transport::HostError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("run {}", command.script));
+            self.host.run(command).await
+        }
+        async fn upload(
+            &self,
+            path: &str,
+            contents: &[u8],
+            mode: u32,
+            as_root: bool,
+        ) -> Result<(), metalk8s_transport::HostError> {
+            self.host.upload(path, contents, mode, as_root).await
+        }
+    }
+
+    struct OrderedRecorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Observer for OrderedRecorder {
+        fn started(&mut self, _: &str) {}
+        fn finished(&mut self, _: &StepReport) {}
+        fn pending_changed(&mut self, pending: &Pending) {
+            let owed: Vec<&str> = pending.reactions.iter().map(String::as_str).collect();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("owed [{}]", owed.join(",")));
+        }
+    }
+
+    /// A kill between a change and the record of the restart it owes used to leave a
+    /// changed configuration and a service never restarted: the debt now comes first, and
+    /// survives a change that fails half-way.
+    #[tokio::test]
+    async fn the_restart_a_change_owes_is_recorded_before_the_change() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let host = Ordered {
+            host: RecordingHost::new("node1")
+                .on("probe-config", Output::ok("pending\n"))
+                .on("apply-config", Output::failed(137, "killed"))
+                .otherwise(Output::ok("")),
+            log: log.clone(),
+        };
+        let steps = [
+            command("config", &[], false),
+            command("service", &["config"], true),
+        ];
+        let mut pending = Pending::default();
+        let mut recorder = OrderedRecorder(log.clone());
+        let outcomes = run_steps(
+            &host,
+            &steps,
+            &mut pending,
+            &RunOptions { dry_run: false },
+            &mut recorder,
+        )
+        .await;
+        assert!(matches!(outcomes[0].outcome, StepOutcome::Failed { .. }));
+        let log = log.lock().unwrap().clone();
+        let owed = log.iter().position(|l| l == "owed [service]").unwrap();
+        let applied = log.iter().position(|l| l.contains("apply-config")).unwrap();
+        assert!(owed < applied, "{log:?}");
+        // The next run restarts the service, though the change itself is then found made.
+        assert_eq!(pending.reactions, ["service".to_owned()].into());
     }
 }
