@@ -165,3 +165,87 @@ pub async fn replace_member(
         status,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use metalk8s_transport::fake::RecordingHost;
+    use metalk8s_transport::{Host, Output};
+
+    use super::*;
+    use crate::Member;
+
+    const HEALTHY_MEMBERS: &str = r#"{"header":{"cluster_id":1,"member_id":17},"members":[{"ID":17,"name":"node1","peerURLs":["https://10.0.0.1:2380"]},{"ID":18,"name":"node2","peerURLs":["https://10.0.0.2:2380"]},{"ID":19,"name":"node3","peerURLs":["https://10.0.0.3:2380"]}]}"#;
+    const STATUSES: &str = r#"[{"Endpoint":"https://10.0.0.1:2379","Status":{"header":{"member_id":17,"revision":42},"version":"3.4.23","dbSize":20480,"leader":17,"raftIndex":99}},{"Endpoint":"https://10.0.0.2:2379","Status":{"header":{"member_id":18,"revision":42},"version":"3.4.23","dbSize":20480,"leader":17,"raftIndex":99}},{"Endpoint":"https://10.0.0.3:2379","Status":{"header":{"member_id":19,"revision":42},"version":"3.4.23","dbSize":20480,"leader":17,"raftIndex":99}}]"#;
+    const HEALTH: &str = r#"[{"endpoint":"https://10.0.0.1:2379","health":true},{"endpoint":"https://10.0.0.2:2379","health":true},{"endpoint":"https://10.0.0.3:2379","health":true}]"#;
+    /// The member list after an interrupted replace: node2 was added again (it has no
+    /// name until it starts) but never started.
+    const ADDED_NOT_STARTED: &str = r#"{"header":{"cluster_id":1,"member_id":17},"members":[{"ID":17,"name":"node1","peerURLs":["https://10.0.0.1:2380"]},{"ID":20,"peerURLs":["https://10.0.0.2:2380"]},{"ID":19,"name":"node3","peerURLs":["https://10.0.0.3:2380"]}]}"#;
+
+    /// What the status look prints on a node of a healthy three-member cluster.
+    fn healthy_look() -> Output {
+        Output::ok(format!(
+            "@@service active\n@@members\n{HEALTHY_MEMBERS}\n@@status\n{STATUSES}\n@@health\n{HEALTH}\n"
+        ))
+    }
+
+    fn node(name: &str) -> Arc<RecordingHost> {
+        Arc::new(
+            RecordingHost::new(name)
+                // The replace's own member list (the look asks with a 4 s timeout).
+                .on("--command-timeout=10s", Output::ok(ADDED_NOT_STARTED))
+                .on("mktemp -d", healthy_look())
+                .otherwise(Output::ok("")),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_rerun_after_the_member_was_added_neither_removes_nor_adds_it_again() {
+        let hosts: Vec<(&str, &str, Arc<RecordingHost>)> = vec![
+            ("node1", "10.0.0.1", node("node1")),
+            ("node2", "10.0.0.2", node("node2")),
+            ("node3", "10.0.0.3", node("node3")),
+        ];
+        let cluster = EtcdCluster {
+            token: "demo".to_owned(),
+            members: hosts
+                .iter()
+                .map(|(name, ip, host)| Member {
+                    name: (*name).to_owned(),
+                    ip: ip.parse().unwrap(),
+                    host: Some(host.clone() as Arc<dyn Host>),
+                    unreachable: None,
+                })
+                .collect(),
+        };
+        let quiet = |_: &str| {};
+        let replaced = replace_member(
+            &cluster,
+            "node2",
+            "20261204T170000Z",
+            Duration::from_secs(5),
+            &quiet,
+        )
+        .await
+        .unwrap();
+        assert_eq!(replaced.removed_id, None, "nothing left to remove");
+        assert!(replaced.status.healthy());
+        let everything: Vec<String> = hosts.iter().flat_map(|(_, _, h)| h.scripts()).collect();
+        assert!(
+            !everything
+                .iter()
+                .any(|s| s.contains("member remove") || s.contains("member add")),
+            "{everything:#?}"
+        );
+        // The member itself was wiped, told to join, and started.
+        let node2 = hosts[1].2.scripts();
+        assert!(node2.iter().any(|s| s.contains("systemctl stop")));
+        assert!(
+            node2
+                .iter()
+                .any(|s| s.contains("systemctl start --no-block"))
+        );
+        assert!(hosts[1].2.uploaded(etcd::JOIN_ENV_FILE).is_some());
+    }
+}
