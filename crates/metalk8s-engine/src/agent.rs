@@ -150,6 +150,14 @@ pub enum AgentError {
 /// Exit status of the launcher when this version of the agent is not on the node yet.
 const AGENT_MISSING: i32 = 86;
 
+/// Whether an agent that printed nothing and ended with `status` is broken rather than
+/// failed: it could not be executed (126) or died of a signal a sound binary does not get
+/// (SIGILL, SIGABRT, SIGBUS, SIGSEGV: 128 + the signal). A file damaged on the node is
+/// copied again.
+fn broken(status: i32) -> bool {
+    matches!(status, 126 | 132 | 134 | 135 | 139)
+}
+
 /// Runs the agent on `host`, copying it there first if this version is missing, and hands
 /// each event to `on_event` as it arrives. The common case (the agent is there) is one
 /// command: checking for the binary and running it are the same round trip.
@@ -162,6 +170,7 @@ pub async fn run(
     if let Some(reports) = launch(host, binary, request, on_event).await? {
         return Ok(reports);
     }
+    // Missing, or broken on the node: copied (again), then run once more.
     install(host, binary).await?;
     launch(host, binary, request, on_event)
         .await?
@@ -202,7 +211,7 @@ pub async fn call(
 ) -> Result<Vec<u8>, AgentError> {
     let command = launcher(binary, subcommand, input, Duration::from_secs(600));
     let mut output = host.run(&command).await?;
-    if output.status == AGENT_MISSING {
+    if output.status == AGENT_MISSING || (broken(output.status) && output.stdout.is_empty()) {
         install(host, binary).await?;
         output = host.run(&command).await?;
     }
@@ -253,7 +262,7 @@ async fn launch(
     let command = launcher(binary, "apply", input, Duration::from_secs(3600));
     let output = host.run_streaming(&command, &on_line).await?;
     let reports = reports.into_inner().unwrap();
-    if output.status == AGENT_MISSING && reports.is_empty() {
+    if reports.is_empty() && (output.status == AGENT_MISSING || broken(output.status)) {
         return Ok(None);
     }
     if !*done.lock().unwrap() {
@@ -600,5 +609,38 @@ mod tests {
         let report = format!("{:?}", miette::Report::new(error));
         assert!(report.contains("refused the SSH login"), "{report}");
         assert!(report.contains("ssh.identityFile"), "{report}");
+    }
+
+    /// A partial upload used to leave a binary that crashed at every later deploy: an
+    /// agent that dies of SIGSEGV before saying anything is copied again and re-run.
+    #[tokio::test]
+    async fn an_agent_that_crashes_before_a_word_is_copied_again() {
+        use metalk8s_transport::Output;
+        use metalk8s_transport::fake::RecordingHost;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let launches = Arc::new(AtomicUsize::new(0));
+        let counted = launches.clone();
+        let done = serde_json::to_string(&AgentEvent::Done).unwrap();
+        let host = RecordingHost::new("node1")
+            .on_with(move |command| {
+                if !command.script.contains("agent apply") {
+                    return None;
+                }
+                Some(Ok(if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Output::failed(139, "Segmentation fault")
+                } else {
+                    Output::ok(format!("{done}\n"))
+                }))
+            })
+            .otherwise(Output::ok("metalk8s 0.1.0\n"));
+        let binary = AgentBinary::from_bytes(b"agent".to_vec());
+        let request = AgentRequest::new("r1", "os", "node1", false, Vec::new());
+        let reports = run(&host, &binary, &request, &|_| {}).await.unwrap();
+        assert!(reports.is_empty());
+        assert_eq!(launches.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            host.uploaded(&binary.remote_path()).as_deref(),
+            Some(&b"agent"[..])
+        );
     }
 }

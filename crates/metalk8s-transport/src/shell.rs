@@ -115,17 +115,23 @@ pub(crate) fn sudo_refused(output: &Output) -> bool {
 }
 
 /// A script that replaces `path` atomically with its standard input: written to a
-/// temporary file beside it (so the rename stays on one filesystem), given its mode before
-/// it gets its final name (so readers never see a partial file or loose permissions), and
+/// temporary file beside it (so the rename stays on one filesystem), checked against the
+/// size and sha256 it must have (a connection cut half-way leaves a short file, which is
+/// never installed), given its mode and synced to disk before it gets its final name (so
+/// readers never see a partial file or loose permissions, even after a crash), and
 /// removed if anything fails.
-pub(crate) fn upload_script(path: &str, mode: u32) -> String {
+pub(crate) fn upload_script(path: &str, mode: u32, size: usize, sha256: &str) -> String {
     format!(
         r#"set -e
 target={target}
 tmp=$(mktemp "$(dirname -- "$target")/.metalk8s-upload.XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"
+got=$(wc -c < "$tmp")
+if [ "$got" -ne {size} ]; then echo "received $got of {size} bytes" >&2; exit 1; fi
+if ! echo "{sha256}  $tmp" | sha256sum -c --status -; then echo "the content received does not have the sha256 sent" >&2; exit 1; fi
 chmod {mode:04o} "$tmp"
+sync -- "$tmp"
 mv -fT -- "$tmp" "$target"
 trap - EXIT"#,
         target = quote(path),
@@ -141,7 +147,10 @@ pub(crate) async fn upload_through(
     mode: u32,
     become_root: bool,
 ) -> Result<(), HostError> {
-    let mut command = Command::new(upload_script(path, mode)).stdin(contents);
+    use sha2::{Digest, Sha256};
+    let sha256 = hex::encode(Sha256::digest(contents));
+    let mut command =
+        Command::new(upload_script(path, mode, contents.len(), &sha256)).stdin(contents);
     command.become_root = become_root;
     let output = host.run(&command).await?;
     if output.success() {
@@ -249,9 +258,54 @@ mod tests {
 
     #[test]
     fn upload_script_quotes_the_path_and_sets_the_mode() {
-        let script = upload_script("/etc/my file", 0o640);
+        let script = upload_script("/etc/my file", 0o640, 3, "abc");
         assert!(script.contains("target='/etc/my file'\n"), "{script}");
         assert!(script.contains("chmod 0640 \"$tmp\""), "{script}");
+    }
+
+    /// The script under a real shell: what arrives whole is installed; what arrives cut
+    /// short (a connection lost half-way) or altered is refused and leaves nothing behind.
+    #[test]
+    fn an_upload_cut_short_or_altered_is_never_installed() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("agent");
+        let contents = b"#!/bin/sh\necho whole\n".repeat(1000);
+        let sha256 = hex::encode(Sha256::digest(&contents));
+        let run = |sent: &[u8]| {
+            use std::io::Write;
+            let script = upload_script(target.to_str().unwrap(), 0o755, contents.len(), &sha256);
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(sent).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let cut = run(&contents[..contents.len() / 2]);
+        assert!(!cut.status.success());
+        assert!(
+            String::from_utf8_lossy(&cut.stderr).contains(&format!(
+                "received {} of {} bytes",
+                contents.len() / 2,
+                contents.len()
+            )),
+            "{cut:?}"
+        );
+        let mut altered = contents.clone();
+        altered[10] ^= 1;
+        assert!(!run(&altered).status.success());
+        assert!(!target.exists(), "nothing installed");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no leftovers"
+        );
+        assert!(run(&contents).status.success());
+        assert_eq!(std::fs::read(&target).unwrap(), contents);
     }
 
     #[tokio::test]
