@@ -91,6 +91,8 @@ fn holder(run: &str) -> Holder {
             .map(|id| id.trim().to_owned())
             .unwrap_or(hostname),
         pid: std::process::id(),
+        boot: lock::boot_id(),
+        started: lock::process_start(std::process::id()).unwrap_or_default(),
         run: run.to_owned(),
         since: now(),
     }
