@@ -179,7 +179,29 @@ Environment=METALK8S_BUNDLE_VERSION={version}
 ExecStart={agent_path} repo serve --bundle {current} --listen {listen} --cert {cert} --key {key} --apt-key {apt_key}
 Restart=on-failure
 RestartSec=5s
+# It only reads (the bundle, its certificate and keys, all owned by root) and listens on an
+# unprivileged port: root without any capability, on a read-only view of the system that
+# does not include the PKI store.
+CapabilityBoundingSet=
+AmbientCapabilities=
 NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+InaccessiblePaths=-{pki_store}
+LimitNOFILE=65536
 
 [Install]
 WantedBy=multi-user.target
@@ -190,8 +212,13 @@ WantedBy=multi-user.target
         cert = repo::CERT_FILE,
         key = repo::KEY_FILE,
         apt_key = repo::APT_KEY_FILE,
+        pki_store = PKI_STORE,
     )
 }
+
+/// The key store on the bootstrap node (metalk8s-pki's `STORE_DIR`): the repository
+/// server never needs it.
+const PKI_STORE: &str = "/var/lib/metalk8s/pki";
 
 /// Every node's APT uses the repository and nothing else.
 fn use_repository(

@@ -240,6 +240,26 @@ fn nodes_install_and_pull_from_the_bootstrap_repository_offline() {
         .trim(),
         "600"
     );
+    // The server runs without any capability and cannot see the PKI store.
+    let pid = lab.ssh("node1", "systemctl show -p MainPID --value metalk8s-repo");
+    let pid = pid.trim();
+    let capabilities = lab.ssh("node1", &format!("grep CapEff /proc/{pid}/status"));
+    assert!(
+        capabilities.trim().ends_with("0000000000000000"),
+        "{capabilities}"
+    );
+    // In its mount namespace the store is an empty, inaccessible node (root with
+    // capabilities, as nsenter runs, could list it; there is nothing to list).
+    assert!(
+        !lab.ssh("node1", "ls /var/lib/metalk8s/pki")
+            .trim()
+            .is_empty()
+    );
+    let seen = lab.ssh(
+        "node1",
+        &format!("nsenter -t {pid} -m sh -c 'stat -c %a /var/lib/metalk8s/pki; ls -A /var/lib/metalk8s/pki'"),
+    );
+    assert_eq!(seen.trim(), "0", "{seen}");
 
     // Offline: every node opens connections to the lab network (the cluster's own traffic,
     // as in an air-gapped site: etcd peers talk to each other) and nothing else; replies
