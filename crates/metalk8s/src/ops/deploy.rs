@@ -120,14 +120,21 @@ pub async fn deploy(
     inventory: &Inventory,
     request: &DeployRequest,
 ) -> Result<DeployOutcome, Failure> {
-    let session = session::open(inventory, &request.connect)
-        .await
-        .map_err(Failure::problem)?;
-    let binary = AgentBinary::current().map_err(|error| {
-        Failure::problem(miette::miette!(
-            "cannot read the metalk8s binary to ship it to the nodes: {error}"
-        ))
-    })?;
+    // Hashing the binary shipped as the agent reads tens of MB: done while the nodes are
+    // connected and their facts gathered.
+    let (session, binary) = futures::join!(
+        session::open(inventory, &request.connect),
+        tokio::task::spawn_blocking(AgentBinary::current)
+    );
+    let session = session.map_err(Failure::problem)?;
+    let binary = binary
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .map_err(|error| {
+            Failure::problem(miette::miette!(
+                "cannot read the metalk8s binary to ship it to the nodes: {error}"
+            ))
+        })?;
     let run = run_id();
     let progress = DeployProgress::new();
     if request.dry_run {
