@@ -37,14 +37,12 @@ pub fn write_archive(dir: &Path, manifest: &Manifest, out: impl Write) -> Result
     let entries = [MANIFEST_FILE, SIGNATURE_FILE]
         .into_iter()
         .map(|path| (path, 0o644))
-        .chain(manifest.artifacts.iter().map(|artifact| {
-            let mode = if artifact.kind == ArtifactKind::Binary {
-                0o755
-            } else {
-                0o644
-            };
-            (artifact.path.as_str(), mode)
-        }));
+        .chain(
+            manifest
+                .artifacts
+                .iter()
+                .map(|artifact| (artifact.path.as_str(), artifact.kind.mode())),
+        );
     for (path, mode) in entries {
         let source = dir.join(path);
         let file = File::open(&source).map_err(BundleError::io(&source))?;
@@ -125,11 +123,7 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<(), BundleError> {
         let target = into.join(&name);
         let parent = target.parent().unwrap_or(into);
         fs::create_dir_all(parent).map_err(BundleError::io(parent))?;
-        let mode = if ArtifactKind::from_path(&name) == Some(ArtifactKind::Binary) {
-            0o755
-        } else {
-            0o644
-        };
+        let mode = ArtifactKind::from_path(&name).map_or(0o644, ArtifactKind::mode);
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -23,6 +23,7 @@ pub fn build_manifest(
         api_version: API_VERSION.to_owned(),
         kind: KIND.to_owned(),
         version: version.to_owned(),
+        kubernetes_version: None,
         created,
         components,
         artifacts,

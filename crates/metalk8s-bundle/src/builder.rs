@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::apt::{AptError, gather_packages};
 use crate::archive::write_archive;
-use crate::download::{DownloadError, Downloader};
+use crate::download::{DownloadError, LazyDownloader};
 use crate::image::{ImageError, import_image};
 use crate::progress::Progress;
 use crate::spec::{BinarySource, BundleSpec};
@@ -65,6 +65,18 @@ pub struct Built {
 pub enum BuildError {
     #[error("{}: already exists\n    hint: remove it, or pass --force to replace it", path.display())]
     OutputExists { path: PathBuf },
+    #[error(
+        "{}: declares Kubernetes {version}, but has no entry for {}\n    hint: fill in what the \
+         spec's comments say is missing (each download needs its sha256, each image its \
+         digest), or remove `kubernetesVersion` for a bundle that does not carry Kubernetes",
+        spec.display(),
+        missing.join(", ")
+    )]
+    IncompleteKubernetes {
+        spec: PathBuf,
+        version: String,
+        missing: Vec<&'static str>,
+    },
     #[error("cannot read or write {}", path.display())]
     Io {
         path: PathBuf,
@@ -113,6 +125,16 @@ pub fn build_bundle(
     options: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<Built, BuildError> {
+    if let Some(version) = &spec.kubernetes_version {
+        let missing = spec.missing_for_kubernetes();
+        if !missing.is_empty() {
+            return Err(BuildError::IncompleteKubernetes {
+                spec: spec.file.clone(),
+                version: version.clone(),
+                missing,
+            });
+        }
+    }
     let out = &options.out;
     let format = OutputFormat::of(out);
     if fs::symlink_metadata(out).is_ok() && !options.force {
@@ -143,15 +165,18 @@ pub fn build_bundle(
         progress,
     )
     .map_err(BuildError::Packages)?;
-    components.extend(add_binaries(spec, options, &root, progress)?);
+    let downloads = LazyDownloader::new(&options.cache);
+    components.extend(add_binaries(spec, &downloads, &root, progress)?);
     for (index, image) in spec.images.iter().enumerate() {
         let dest = root.join("images").join(&image.name);
         let scratch = work.join(format!("image-{index}"));
         let component =
-            import_image(image, &dest, &scratch, progress).map_err(|source| BuildError::Image {
-                name: image.name.clone(),
-                tag: image.tag.clone(),
-                source: Box::new(source),
+            import_image(image, &dest, &scratch, &downloads, progress).map_err(|source| {
+                BuildError::Image {
+                    name: image.name.clone(),
+                    tag: image.tag.clone(),
+                    source: Box::new(source),
+                }
             })?;
         components.push(component);
     }
@@ -170,7 +195,8 @@ pub fn build_bundle(
     fs::remove_dir_all(&work).map_err(io_error(&work))?;
 
     progress.step("hashing artifacts and signing the manifest");
-    let manifest = build_manifest(&root, &spec.version, options.created, components)?;
+    let mut manifest = build_manifest(&root, &spec.version, options.created, components)?;
+    manifest.kubernetes_version = spec.kubernetes_version.clone();
     write_signed(&root, &manifest, &options.signing_key)?;
 
     let finished = match format {
@@ -209,7 +235,7 @@ pub fn build_bundle(
 
 fn add_binaries(
     spec: &BundleSpec,
-    options: &BuildOptions,
+    downloads: &LazyDownloader<'_>,
     root: &Path,
     progress: &dyn Progress,
 ) -> Result<Vec<Component>, BuildError> {
@@ -219,7 +245,6 @@ fn add_binaries(
     }
     let dir = root.join("bin");
     fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-    let mut downloader = None;
     for binary in &spec.binaries {
         let dest = dir.join(&binary.name);
         let origin = match &binary.source {
@@ -228,12 +253,7 @@ fn add_binaries(
                     name: binary.name.clone(),
                     source,
                 };
-                let downloader = match &mut downloader {
-                    Some(downloader) => downloader,
-                    None => {
-                        downloader.insert(Downloader::new(&options.cache).map_err(download_error)?)
-                    }
-                };
+                let downloader = downloads.get().map_err(download_error)?;
                 progress.step(&format!(
                     "binary {} {} from {url}",
                     binary.name, binary.version

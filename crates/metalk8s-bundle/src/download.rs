@@ -8,6 +8,7 @@
 //! HTTP(S) goes through rustls on the aws-lc-rs provider with the system's trusted
 //! certificates; `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured.
 
+use std::cell::OnceCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::header::{CONTENT_RANGE, HeaderMap, RANGE};
 
 use crate::progress::Progress;
 use crate::walk::sha256_file;
@@ -104,6 +105,23 @@ impl Downloader {
         sha256: &str,
         progress: &dyn Progress,
     ) -> Result<PathBuf, DownloadError> {
+        self.fetch_with(url, &HeaderMap::new(), sha256, progress)
+    }
+
+    /// The HTTP client downloads go through (proxies and timeouts included).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// [`Self::fetch`], sending `headers` (a registry's `Authorization`) with the request.
+    /// They go to `url`'s host only: a redirect elsewhere does not carry them.
+    pub(crate) fn fetch_with(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        sha256: &str,
+        progress: &dyn Progress,
+    ) -> Result<PathBuf, DownloadError> {
         let done = self.cache.join("sha256").join(sha256);
         let cache_error = |path: &Path| {
             let path = path.to_owned();
@@ -127,7 +145,7 @@ impl Downloader {
         if self.cached(&done, sha256)? {
             return Ok(done);
         }
-        self.transfer(url, sha256, &mut file, &partial, progress)?;
+        self.transfer(url, headers, sha256, &mut file, &partial, progress)?;
         file.sync_all().map_err(cache_error(&partial))?;
         let (_, actual) = sha256_file(&partial).map_err(cache_error(&partial))?;
         if actual != sha256 {
@@ -161,6 +179,7 @@ impl Downloader {
     fn transfer(
         &self,
         url: &str,
+        headers: &HeaderMap,
         sha256: &str,
         file: &mut File,
         partial: &Path,
@@ -171,7 +190,7 @@ impl Downloader {
             source,
         };
         let mut already = file.metadata().map_err(cache_error)?.len();
-        let mut response = self.get(url, already)?;
+        let mut response = self.get(url, headers, already)?;
         if already > 0 && response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             // The partial file is as long as the whole: complete (a run stopped just
             // before renaming it), or wrong, and then it starts again.
@@ -180,7 +199,7 @@ impl Downloader {
                 return Ok(());
             }
             already = 0;
-            response = self.get(url, 0)?;
+            response = self.get(url, headers, 0)?;
         }
         let status = response.status();
         if !status.is_success() {
@@ -224,8 +243,8 @@ impl Downloader {
         Ok(())
     }
 
-    fn get(&self, url: &str, from: u64) -> Result<Response, DownloadError> {
-        let mut request = self.client.get(url);
+    fn get(&self, url: &str, headers: &HeaderMap, from: u64) -> Result<Response, DownloadError> {
+        let mut request = self.client.get(url).headers(headers.clone());
         if from > 0 {
             request = request.header(RANGE, format!("bytes={from}-"));
         }
@@ -233,6 +252,29 @@ impl Downloader {
             url: url.to_owned(),
             source,
         })
+    }
+}
+
+/// A [`Downloader`] made on first use: a build from local files never opens the cache.
+pub(crate) struct LazyDownloader<'a> {
+    cache: &'a Path,
+    downloader: OnceCell<Downloader>,
+}
+
+impl<'a> LazyDownloader<'a> {
+    pub(crate) fn new(cache: &'a Path) -> Self {
+        LazyDownloader {
+            cache,
+            downloader: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Result<&Downloader, DownloadError> {
+        if let Some(downloader) = self.downloader.get() {
+            return Ok(downloader);
+        }
+        let downloader = Downloader::new(self.cache)?;
+        Ok(self.downloader.get_or_init(|| downloader))
     }
 }
 
@@ -336,6 +378,8 @@ mod tests {
                         &body[..],
                     ),
                 };
+                // One answer per connection: the client must not reuse it.
+                let head = head.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
                 stream.write_all(head.as_bytes()).unwrap();
                 stream.write_all(data).unwrap();
                 stream.flush().unwrap();

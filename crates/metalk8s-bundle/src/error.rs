@@ -19,6 +19,8 @@ pub enum BundleError {
         expected: &'static str,
         found: String,
     },
+    #[error("manifest.json: kubernetesVersion {found:?} is not MAJOR.MINOR.PATCH[-PRERELEASE]")]
+    KubernetesVersion { found: String },
     #[error("manifest.json: artifact path {path:?} is empty, absolute or leaves the bundle")]
     UnsafePath { path: String },
     #[error("manifest.json: artifact {path} is listed twice")]

@@ -6,8 +6,9 @@
 //!
 //! Sources: an OCI image layout directory; a `docker save` archive, in the OCI format
 //! (docker 25 and later) or the legacy one (`manifest.json`, `<config>.json`,
-//! `<id>/layer.tar`, as docker 20.10 writes it), which is converted here; or an image of
-//! the local docker daemon, exported with `docker save` first. A legacy layer is an
+//! `<id>/layer.tar`, as docker 20.10 writes it), which is converted here; an image of
+//! the local docker daemon, exported with `docker save` first; or an image pulled from a
+//! registry ([`crate::registry`]), pinned by digest. A legacy layer is an
 //! uncompressed tar whose sha256 is its diff ID, so it becomes an
 //! `application/vnd.oci.image.layer.v1.tar` blob as is, and the config keeps its bytes
 //! (and so its digest, the docker image ID).
@@ -25,7 +26,9 @@ use oci_spec::image::{
 use serde::Deserialize;
 
 use crate::Component;
+use crate::download::LazyDownloader;
 use crate::progress::Progress;
+use crate::registry::{RegistryError, pull};
 use crate::spec::{ImageSource, ImageSpec};
 use crate::unpack::{UnpackError, unpack};
 use crate::walk::{sha256_file, sha256_reader};
@@ -112,6 +115,8 @@ pub enum ImageError {
     )]
     DockerMissing(#[source] io::Error),
     #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
     Unpack(#[from] UnpackError),
     #[error("cannot describe the converted image")]
     Oci(#[from] oci_spec::OciSpecError),
@@ -126,10 +131,11 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
 
 /// Puts `image` into `dest` (its future `images/<name>/`), using `work` as scratch space
 /// on the same file system, and returns its component.
-pub fn import_image(
+pub(crate) fn import_image(
     image: &ImageSpec,
     dest: &Path,
     work: &Path,
+    downloads: &LazyDownloader<'_>,
     progress: &dyn Progress,
 ) -> Result<Component, ImageError> {
     fs::create_dir_all(work).map_err(io_error(work))?;
@@ -160,6 +166,23 @@ pub fn import_image(
             let digest = import_docker_archive(&archive, image, dest, work)?;
             (format!("docker:{reference}"), digest)
         }
+        ImageSource::Registry(registry) => {
+            let reference = &registry.reference;
+            progress.step(&format!(
+                "image {}:{} from {reference} ({})",
+                image.name, image.tag, registry.platform
+            ));
+            let downloader = downloads.get().map_err(RegistryError::from)?;
+            let writer = LayoutWriter::create(dest)?;
+            let digest = pull(registry, &image.tag, &writer, downloader, progress)?;
+            (
+                format!(
+                    "registry:{}/{}:{}",
+                    reference.host, reference.repository, reference.tag
+                ),
+                digest,
+            )
+        }
     };
     Ok(Component {
         name: image.name.clone(),
@@ -187,12 +210,12 @@ fn docker_save(reference: &str, archive: &Path) -> Result<(), ImageError> {
 }
 
 /// A layout being written: `oci-layout`, `index.json`, `blobs/sha256/`.
-struct LayoutWriter {
+pub(crate) struct LayoutWriter {
     root: PathBuf,
 }
 
 impl LayoutWriter {
-    fn create(root: &Path) -> Result<Self, ImageError> {
+    pub(crate) fn create(root: &Path) -> Result<Self, ImageError> {
         let blobs = root.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).map_err(io_error(&blobs))?;
         Ok(LayoutWriter {
@@ -200,12 +223,12 @@ impl LayoutWriter {
         })
     }
 
-    fn blob_path(&self, hex: &str) -> PathBuf {
+    pub(crate) fn blob_path(&self, hex: &str) -> PathBuf {
         self.root.join("blobs").join("sha256").join(hex)
     }
 
     /// Stores `bytes` as a blob; returns its sha256 hex.
-    fn put_bytes(&self, bytes: &[u8]) -> Result<String, ImageError> {
+    pub(crate) fn put_bytes(&self, bytes: &[u8]) -> Result<String, ImageError> {
         let (_, hex) = sha256_reader(bytes).expect("hashing bytes in memory cannot fail");
         let path = self.blob_path(&hex);
         fs::write(&path, bytes).map_err(io_error(&path))?;
@@ -263,7 +286,7 @@ impl LayoutWriter {
     }
 
     /// Writes `oci-layout` and an `index.json` naming only `manifest`.
-    fn finish(&self, mut manifest: Descriptor, tag: &str) -> Result<(), ImageError> {
+    pub(crate) fn finish(&self, mut manifest: Descriptor, tag: &str) -> Result<(), ImageError> {
         manifest.set_annotations(Some(
             [(REF_NAME_ANNOTATION.to_owned(), tag.to_owned())].into(),
         ));
@@ -324,7 +347,7 @@ fn sha256_hex(layout: &Path, digest: &Digest) -> Result<String, ImageError> {
     }
 }
 
-fn digest_of(hex: &str) -> Digest {
+pub(crate) fn digest_of(hex: &str) -> Digest {
     format!("sha256:{hex}")
         .parse()
         .expect("a sha256 hex is a valid digest")
@@ -652,6 +675,12 @@ mod tests {
         raw_tar(&[("hello.txt", EntryType::Regular, "", content)])
     }
 
+    /// [`import_image`] of a local source: no download cache.
+    fn import(image: &ImageSpec, dest: &Path, work: &Path) -> Result<Component, ImageError> {
+        let downloads = LazyDownloader::new(Path::new("/nonexistent/download-cache"));
+        import_image(image, dest, work, &downloads, &Silent)
+    }
+
     fn spec(name: &str, tag: &str, source: ImageSource) -> ImageSpec {
         ImageSpec {
             name: name.into(),
@@ -712,7 +741,7 @@ mod tests {
         let (archive, parts) = legacy_archive(dir.path(), None);
         let dest = dir.path().join("out");
         let image = spec("app", "1", ImageSource::DockerArchive(local(&archive)));
-        let component = import_image(&image, &dest, &dir.path().join("work"), &Silent).unwrap();
+        let component = import(&image, &dest, &dir.path().join("work")).unwrap();
 
         let layout: serde_json::Value =
             serde_json::from_slice(&fs::read(dest.join("oci-layout")).unwrap()).unwrap();
@@ -762,20 +791,14 @@ mod tests {
         let (archive, parts) = legacy_archive(dir.path(), None);
         let dest = dir.path().join("out");
         let image = spec("other", "2", ImageSource::DockerArchive(local(&archive)));
-        import_image(&image, &dest, &dir.path().join("work"), &Silent).unwrap();
+        import(&image, &dest, &dir.path().join("work")).unwrap();
         let index = read_index(&dest);
         let manifest: ImageManifest =
             serde_json::from_slice(&blob(&dest, index.manifests()[0].digest())).unwrap();
         assert_eq!(blob(&dest, manifest.layers()[0].digest()), parts[0]);
 
         let missing = spec("app", "9", ImageSource::DockerArchive(local(&archive)));
-        let error = import_image(
-            &missing,
-            &dir.path().join("x"),
-            &dir.path().join("w"),
-            &Silent,
-        )
-        .unwrap_err();
+        let error = import(&missing, &dir.path().join("x"), &dir.path().join("w")).unwrap_err();
         assert!(
             error.to_string().contains("example.com/app:1, other:2"),
             "{error}"
@@ -788,13 +811,7 @@ mod tests {
         let wrong = format!("sha256:{}", "0".repeat(64));
         let (archive, _) = legacy_archive(dir.path(), Some(&wrong));
         let image = spec("app", "1", ImageSource::DockerArchive(local(&archive)));
-        let error = import_image(
-            &image,
-            &dir.path().join("out"),
-            &dir.path().join("w"),
-            &Silent,
-        )
-        .unwrap_err();
+        let error = import(&image, &dir.path().join("out"), &dir.path().join("w")).unwrap_err();
         assert!(
             matches!(&error, ImageError::LayerMismatch { layer, expected, .. }
                 if layer == "aaa/layer.tar" && *expected == wrong),
@@ -836,7 +853,7 @@ mod tests {
         let layout = hand_made_layout(dir.path());
         let dest = dir.path().join("out");
         let image = spec("app", "v1", ImageSource::OciLayout(local(&layout)));
-        import_image(&image, &dest, &dir.path().join("w"), &Silent).unwrap();
+        import(&image, &dest, &dir.path().join("w")).unwrap();
         // manifest, config, layer; not the `v2` blob.
         assert_eq!(fs::read_dir(dest.join("blobs/sha256")).unwrap().count(), 3);
         let index = read_index(&dest);
@@ -856,13 +873,7 @@ mod tests {
         bytes[600] ^= 1;
         fs::write(&path, bytes).unwrap();
         let image = spec("app", "v1", ImageSource::OciLayout(local(&layout)));
-        let error = import_image(
-            &image,
-            &dir.path().join("out"),
-            &dir.path().join("w"),
-            &Silent,
-        )
-        .unwrap_err();
+        let error = import(&image, &dir.path().join("out"), &dir.path().join("w")).unwrap_err();
         assert!(
             matches!(&error, ImageError::CorruptBlob { digest, .. } if *digest == layer.to_string()),
             "{error:?}"

@@ -5,13 +5,16 @@
 //! - [`load_spec`] reads the bundle spec (YAML) that lists OS packages, binaries, images
 //!   and rendered manifests; [`build_bundle`] gathers them (APT for packages and their
 //!   dependencies, resumable pinned downloads, OCI layouts and `docker save` archives
-//!   converted to OCI), then writes a signed directory or `.tar.zst`.
+//!   converted to OCI, images pulled from registries by pinned digest), then writes a
+//!   signed directory or `.tar.zst`. A spec may declare the Kubernetes release it carries
+//!   (`bundles/kubernetes-<minor>.yaml` are the ready ones).
 //! - [`Manifest`] is the versioned table of contents; [`build_manifest`] walks a bundle
 //!   directory and hashes every file; [`write_signed`] signs it with ed25519.
 //! - [`verify_bundle`] checks the signature, then every artifact, then that no file is
 //!   unlisted, for a directory or (streaming, nothing extracted) an archive; [`unpack`]
 //!   unpacks an archive with the same checks of every entry.
-//! - [`Manifest::images`] and [`Manifest::packages`] say what a bundle offers to the nodes.
+//! - [`Manifest::images`], [`Manifest::packages`] and [`Manifest::kubernetes_version`] say
+//!   what a bundle offers to the nodes.
 //!
 //! # Bundle layout
 //!
@@ -40,6 +43,8 @@ mod error;
 mod image;
 mod manifest;
 mod progress;
+mod reference;
+mod registry;
 mod sign;
 mod spec;
 mod unpack;
@@ -56,13 +61,16 @@ pub use error::BundleError;
 pub use image::{ImageError, REF_NAME_ANNOTATION};
 pub use manifest::{API_VERSION, Artifact, ArtifactKind, BundledImage, Component, KIND, Manifest};
 pub use progress::{Progress, Silent, Transfer};
+pub use registry::RegistryError;
 pub use sign::{
     generate_signing_key, public_key_from_hex, public_key_from_hex_or_file, public_key_to_hex,
     read_signing_key, sign, write_new_signing_key, write_signed,
 };
 pub use spec::{
-    BinarySource, BinarySpec, BundleSpec, ImageSource, ImageSpec, LocalPath, ManifestFileSpec,
-    PackageSource, SPEC_KIND, SpecError, SpecProblem, load_spec, parse_spec,
+    BinarySource, BinarySpec, BundleSpec, ImageReference, ImageSource, ImageSpec,
+    KUBERNETES_ADDON_IMAGES, KUBERNETES_BINARIES, KUBERNETES_IMAGES, LocalPath, ManifestFileSpec,
+    PackageSource, Platform, RegistryImage, SPEC_KIND, SpecError, SpecProblem, load_spec,
+    parse_spec,
 };
 pub use unpack::UnpackError;
 pub use verify::{VerifiedBundle, read_manifest, verify, verify_bundle};

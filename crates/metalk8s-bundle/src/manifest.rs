@@ -20,6 +20,11 @@ pub struct Manifest {
     pub kind: String,
     /// Version of the bundle itself (usually the metalk8s release).
     pub version: String,
+    /// The Kubernetes release the bundle carries (`1.36.4`), as its spec declares it; see
+    /// [`Manifest::kubernetes_version`]. Absent when it carries none, and from manifests
+    /// written before the field existed, which stay readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created: OffsetDateTime,
     pub components: Vec<Component>,
@@ -60,6 +65,16 @@ pub enum ArtifactKind {
 }
 
 impl ArtifactKind {
+    /// The file mode of an artifact of this kind, wherever a bundle is written out:
+    /// binaries are executable, the rest is not.
+    pub fn mode(self) -> u32 {
+        if self == ArtifactKind::Binary {
+            0o755
+        } else {
+            0o644
+        }
+    }
+
     /// The kind of a file from its top-level directory (see the crate doc).
     pub fn from_path(path: &str) -> Option<Self> {
         let top = path.split('/').next()?;
@@ -82,6 +97,14 @@ pub struct BundledImage<'a> {
 }
 
 impl Manifest {
+    /// The Kubernetes release the bundle carries: `MAJOR.MINOR.PATCH[-PRERELEASE]`
+    /// without a `v` (checked when the manifest is read), the version of its kubeadm,
+    /// kubelet and kubectl, its control-plane images and kube-proxy being tagged with a
+    /// `v` before it. `None` for a bundle that carries no Kubernetes.
+    pub fn kubernetes_version(&self) -> Option<&str> {
+        self.kubernetes_version.as_deref()
+    }
+
     /// The images of the bundle, sorted by name: each `images/<name>/index.json` with the
     /// component of the same name, whose version is the tag.
     pub fn images(&self) -> Vec<BundledImage<'_>> {
@@ -140,6 +163,15 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), BundleError> {
         check_header("apiVersion", API_VERSION, &self.api_version)?;
         check_header("kind", KIND, &self.kind)?;
+        if let Some(found) = self
+            .kubernetes_version
+            .as_deref()
+            .filter(|version| !is_kubernetes_version(version))
+        {
+            return Err(BundleError::KubernetesVersion {
+                found: found.to_owned(),
+            });
+        }
         let mut seen = BTreeSet::new();
         for artifact in &self.artifacts {
             check_relative(&artifact.path)?;
@@ -151,6 +183,28 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// `MAJOR.MINOR.PATCH`, optionally `-PRERELEASE` (`1.37.0-rc.1`), without a leading `v`.
+pub(crate) fn is_kubernetes_version(text: &str) -> bool {
+    let (numbers, pre_release) = match text.split_once('-') {
+        Some((numbers, pre)) => (numbers, Some(pre)),
+        None => (text, None),
+    };
+    let number = |part: &str| {
+        !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && (part.len() == 1 || !part.starts_with('0'))
+    };
+    let parts: Vec<&str> = numbers.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|part| number(part))
+        && pre_release.is_none_or(|pre| {
+            !pre.is_empty()
+                && pre
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        })
 }
 
 fn check_header(
@@ -239,6 +293,41 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn the_kubernetes_version_is_optional_and_checked() {
+        let manifest = |field: &str| {
+            format!(
+                r#"{{"apiVersion":"metalk8s.io/v1alpha1","kind":"BundleManifest","version":"1",{field}
+                "created":"2026-01-01T00:00:00Z","components":[],"artifacts":[]}}"#
+            )
+        };
+        // A manifest written before the field existed.
+        let old = Manifest::from_json(manifest("").as_bytes()).unwrap();
+        assert_eq!(old.kubernetes_version(), None);
+        assert!(
+            !String::from_utf8(old.to_json())
+                .unwrap()
+                .contains("kubernetesVersion")
+        );
+
+        let carrying =
+            Manifest::from_json(manifest(r#""kubernetesVersion":"1.36.4","#).as_bytes()).unwrap();
+        assert_eq!(carrying.kubernetes_version(), Some("1.36.4"));
+        assert_eq!(Manifest::from_json(&carrying.to_json()).unwrap(), carrying);
+
+        for bad in ["v1.36.4", "1.36", "1.36.04", "1.36.4-"] {
+            let error = Manifest::from_json(
+                manifest(&format!(r#""kubernetesVersion":"{bad}","#)).as_bytes(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&error, BundleError::KubernetesVersion { found } if found == bad),
+                "{bad}: {error:?}"
+            );
+        }
+        assert!(is_kubernetes_version("1.37.0-rc.1"));
     }
 
     #[test]

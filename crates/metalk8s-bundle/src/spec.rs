@@ -4,6 +4,7 @@
 //! apiVersion: metalk8s.io/v1alpha1
 //! kind: BundleSpec
 //! version: 1.0.0
+//! kubernetesVersion: 1.30.2                 # optional: the Kubernetes this bundle carries
 //! packages:
 //!   - jq                                  # from APT, with every dependency
 //!   - name: containerd
@@ -21,6 +22,7 @@
 //!   - name: pause
 //!     tag: "3.9"
 //!     ociLayout: images/pause            # or dockerArchive: FILE.tar, or docker: REF
+//!   - registry: registry.k8s.io/kube-proxy:v1.30.2@sha256:…  # name and tag from it
 //! manifests:
 //!   - path: manifests/calico.yaml
 //!     version: 3.27.0
@@ -37,6 +39,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
+pub use crate::reference::{ImageReference, Platform};
+
 /// `kind` of a bundle spec (its `apiVersion` is [`crate::API_VERSION`]).
 pub const SPEC_KIND: &str = "BundleSpec";
 
@@ -47,6 +51,10 @@ pub struct BundleSpec {
     /// The spec file it was read from.
     pub file: PathBuf,
     pub version: String,
+    /// The Kubernetes release the bundle carries (`1.36.4`), when it carries one: its
+    /// kubeadm, kubelet and kubectl have this version and its control-plane images and
+    /// kube-proxy this tag with a `v`.
+    pub kubernetes_version: Option<String>,
     pub packages: Vec<PackageSource>,
     pub binaries: Vec<BinarySpec>,
     pub images: Vec<ImageSpec>,
@@ -106,6 +114,49 @@ pub enum ImageSource {
     DockerArchive(LocalPath),
     /// An image of the local docker daemon, exported with `docker save`.
     Docker(String),
+    /// An image pulled from a registry by tag, checked against its pinned digest.
+    Registry(RegistryImage),
+}
+
+/// A `registry:` image: where, which platform of an index, and whether plain HTTP is
+/// allowed for a registry that is not on loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryImage {
+    pub reference: ImageReference,
+    pub platform: Platform,
+    pub insecure: bool,
+}
+
+/// The binaries of a Kubernetes release, versioned like it.
+pub const KUBERNETES_BINARIES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];
+/// The images of a Kubernetes release, tagged `v<version>`.
+pub const KUBERNETES_IMAGES: [&str; 4] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+];
+/// The images every Kubernetes node needs besides, each with a version of its own: the
+/// sandbox image and the cluster DNS (etcd runs from packages, outside Kubernetes).
+pub const KUBERNETES_ADDON_IMAGES: [&str; 2] = ["pause", "coredns/coredns"];
+
+impl BundleSpec {
+    /// What a bundle declaring `kubernetesVersion` lacks to install Kubernetes: binaries
+    /// and images of [`KUBERNETES_BINARIES`], [`KUBERNETES_IMAGES`] and
+    /// [`KUBERNETES_ADDON_IMAGES`] it has no entry for. Empty without `kubernetesVersion`.
+    pub fn missing_for_kubernetes(&self) -> Vec<&'static str> {
+        if self.kubernetes_version.is_none() {
+            return Vec::new();
+        }
+        let binaries = KUBERNETES_BINARIES
+            .into_iter()
+            .filter(|name| !self.binaries.iter().any(|binary| binary.name == *name));
+        let images = KUBERNETES_IMAGES
+            .into_iter()
+            .chain(KUBERNETES_ADDON_IMAGES)
+            .filter(|name| !self.images.iter().any(|image| image.name == *name));
+        binaries.chain(images).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +258,7 @@ pub fn parse_spec(text: &str, file: &Path, base: &Path) -> Result<BundleSpec, Sp
     })?;
     let mut checker = Checker {
         base,
+        kubernetes_version: None,
         problems: Vec::new(),
     };
     let spec = checker.spec(raw, file);
@@ -227,13 +279,22 @@ struct RawSpec {
     kind: Spanned<String>,
     version: Spanned<String>,
     #[serde(default)]
+    kubernetes_version: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "empty_when_null")]
     packages: Vec<Spanned<RawPackage>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_when_null")]
     binaries: Vec<Spanned<RawBinary>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_when_null")]
     images: Vec<Spanned<RawImage>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_when_null")]
     manifests: Vec<Spanned<RawManifestFile>>,
+}
+
+/// A list whose entries are all commented out (`images:` and nothing under it) is empty.
+fn empty_when_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A package entry: a bare name, or a map.
@@ -298,6 +359,9 @@ struct RawImage {
     oci_layout: Option<String>,
     docker_archive: Option<String>,
     docker: Option<String>,
+    registry: Option<String>,
+    platform: Option<String>,
+    insecure: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -310,6 +374,8 @@ struct RawManifestFile {
 
 struct Checker<'a> {
     base: &'a Path,
+    /// `kubernetesVersion`, once checked: the entries of Kubernetes components must agree.
+    kubernetes_version: Option<String>,
     problems: Vec<SpecProblem>,
 }
 
@@ -370,6 +436,20 @@ impl Checker<'_> {
                 Some("the bundle's own version, usually the metalk8s release"),
             );
         }
+        if let Some(written) = raw.kubernetes_version {
+            if crate::manifest::is_kubernetes_version(&written.value) {
+                self.kubernetes_version = Some(written.value);
+            } else {
+                self.problem(
+                    At::from(&written),
+                    "kubernetesVersion".into(),
+                    format!("{:?} is not a Kubernetes release version", written.value),
+                    Some(
+                        "MAJOR.MINOR.PATCH without a `v`, like 1.36.4 (images are tagged v1.36.4)",
+                    ),
+                );
+            }
+        }
         let packages = raw
             .packages
             .into_iter()
@@ -418,6 +498,7 @@ impl Checker<'_> {
         BundleSpec {
             file: file.to_owned(),
             version,
+            kubernetes_version: self.kubernetes_version.clone(),
             packages,
             binaries: binaries.into_iter().map(|(_, b)| b).collect(),
             images: images.into_iter().map(|(_, i)| i).collect(),
@@ -565,11 +646,25 @@ impl Checker<'_> {
                 return None;
             }
         };
+        let version = version?;
+        if let Some(kubernetes) = &self.kubernetes_version
+            && KUBERNETES_BINARIES.contains(&name.as_str())
+            && version != *kubernetes
+        {
+            self.problem(
+                at,
+                field("version"),
+                format!("{name} {version} is not the bundle's Kubernetes {kubernetes}"),
+                Some(
+                    "kubeadm, kubelet and kubectl come from the release `kubernetesVersion` names",
+                ),
+            );
+        }
         Some((
             at,
             BinarySpec {
                 name,
-                version: version?,
+                version,
                 source,
             },
         ))
@@ -579,39 +674,35 @@ impl Checker<'_> {
         let at = At::from(&entry);
         let field = |name: &str| format!("images[{index}].{name}");
         let raw = entry.value;
-        let name = self.required(at, field("name"), raw.name)?;
-        if !oci::is_repository_name(&name) {
-            self.problem(
-                at,
-                field("name"),
-                format!("{name:?} is not an OCI repository name: a registry would refuse it"),
-                Some(oci::REPOSITORY_NAME_GRAMMAR),
-            );
-        }
-        let tag = self.required(at, field("tag"), raw.tag)?;
-        if !oci::is_tag(&tag) {
-            self.problem(
-                at,
-                field("tag"),
-                format!("{tag:?} is not an image tag"),
-                Some(oci::TAG_GRAMMAR),
-            );
-        }
         let sources = [
             raw.oci_layout.map(|p| ("ociLayout", p)),
             raw.docker_archive.map(|p| ("dockerArchive", p)),
             raw.docker.map(|p| ("docker", p)),
+            raw.registry.map(|p| ("registry", p)),
         ];
         let mut given = sources.into_iter().flatten();
         let (Some((kind, value)), None) = (given.next(), given.next()) else {
             self.problem(
                 at,
                 format!("images[{index}]"),
-                "needs exactly one of `ociLayout`, `dockerArchive` or `docker`",
-                Some("ociLayout: DIR, dockerArchive: FILE.tar (docker save), docker: REF"),
+                "needs exactly one of `ociLayout`, `dockerArchive`, `docker` or `registry`",
+                Some(
+                    "ociLayout: DIR, dockerArchive: FILE.tar (docker save), docker: REF, \
+                     registry: HOST/REPOSITORY:TAG@sha256:DIGEST",
+                ),
             );
             return None;
         };
+        if kind != "registry" {
+            for (name, given) in [
+                ("platform", raw.platform.is_some()),
+                ("insecure", raw.insecure.is_some()),
+            ] {
+                if given {
+                    self.problem(at, field(name), "only goes with `registry`", None);
+                }
+            }
+        }
         let source = match kind {
             "ociLayout" => {
                 let path = self.local(&value);
@@ -631,15 +722,97 @@ impl Checker<'_> {
                 field("dockerArchive"),
                 &value,
             )?),
-            _ => {
+            "docker" => {
                 if value.trim().is_empty() {
                     self.problem(at, field("docker"), "must not be empty", None);
                     return None;
                 }
                 ImageSource::Docker(value)
             }
+            _ => ImageSource::Registry(self.registry_image(
+                at,
+                index,
+                &value,
+                raw.platform,
+                raw.insecure,
+            )?),
         };
+        // A registry image is named and tagged as in its reference unless told otherwise.
+        let (default_name, default_tag) = match &source {
+            ImageSource::Registry(registry) => (
+                Some(registry.reference.repository.clone()),
+                Some(registry.reference.tag.clone()),
+            ),
+            _ => (None, None),
+        };
+        let name = self.required(at, field("name"), raw.name.or(default_name))?;
+        if !oci::is_repository_name(&name) {
+            self.problem(
+                at,
+                field("name"),
+                format!("{name:?} is not an OCI repository name: a registry would refuse it"),
+                Some(oci::REPOSITORY_NAME_GRAMMAR),
+            );
+        }
+        let tag = self.required(at, field("tag"), raw.tag.or(default_tag))?;
+        if !oci::is_tag(&tag) {
+            self.problem(
+                at,
+                field("tag"),
+                format!("{tag:?} is not an image tag"),
+                Some(oci::TAG_GRAMMAR),
+            );
+        }
+        if let Some(kubernetes) = &self.kubernetes_version
+            && KUBERNETES_IMAGES.contains(&name.as_str())
+            && tag != format!("v{kubernetes}")
+        {
+            self.problem(
+                at,
+                field("tag"),
+                format!("{name}:{tag} is not the bundle's Kubernetes v{kubernetes}"),
+                Some("the control-plane images and kube-proxy are tagged v`kubernetesVersion`"),
+            );
+        }
         Some((at, ImageSpec { name, tag, source }))
+    }
+
+    fn registry_image(
+        &mut self,
+        at: At,
+        index: usize,
+        reference: &str,
+        platform: Option<String>,
+        insecure: Option<bool>,
+    ) -> Option<RegistryImage> {
+        let field = |name: &str| format!("images[{index}].{name}");
+        let reference = match ImageReference::parse(reference) {
+            Ok(reference) => reference,
+            Err(problem) => {
+                self.problem(at, field("registry"), problem.message, Some(problem.hint));
+                return None;
+            }
+        };
+        let platform = match platform {
+            None => Platform::linux_amd64(),
+            Some(text) => match Platform::parse(&text) {
+                Some(platform) => platform,
+                None => {
+                    self.problem(
+                        at,
+                        field("platform"),
+                        format!("{text:?} is not OS/ARCHITECTURE[/VARIANT]"),
+                        Some("like linux/amd64 (the default) or linux/arm64/v8"),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(RegistryImage {
+            reference,
+            platform,
+            insecure: insecure.unwrap_or(false),
+        })
     }
 
     fn manifest_file(
@@ -928,6 +1101,110 @@ mod tests {
             "{found:#?}"
         );
         assert!(found[8].message.contains("nested inside image \"a\""));
+    }
+
+    #[test]
+    fn registry_images_are_pinned_and_named_after_their_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{HEADER}images:\n  - registry: registry.k8s.io/coredns/coredns:v1.14.2@sha256:{SHA}\n\
+             \x20 - registry: 127.0.0.1:5000/pause:3.10@sha256:{SHA}\n    name: sandbox\n    tag: \"3\"\n\
+             \x20   platform: linux/arm64/v8\n    insecure: true\n"
+        );
+        let spec = parse_in(dir.path(), &text).unwrap();
+        assert_eq!(
+            (spec.images[0].name.as_str(), spec.images[0].tag.as_str()),
+            ("coredns/coredns", "v1.14.2")
+        );
+        let ImageSource::Registry(first) = &spec.images[0].source else {
+            panic!("{:?}", spec.images[0]);
+        };
+        assert_eq!(first.reference.digest, SHA);
+        assert_eq!(first.platform, Platform::linux_amd64());
+        assert!(!first.insecure);
+        let ImageSource::Registry(second) = &spec.images[1].source else {
+            panic!("{:?}", spec.images[1]);
+        };
+        assert_eq!(
+            (spec.images[1].name.as_str(), spec.images[1].tag.as_str()),
+            ("sandbox", "3")
+        );
+        assert_eq!(second.platform.to_string(), "linux/arm64/v8");
+        assert!(second.insecure);
+    }
+
+    #[test]
+    fn a_registry_image_without_a_digest_or_with_stray_fields_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{HEADER}images:\n  - registry: registry.k8s.io/kube-proxy:v1.36.4\n\
+             \x20 - registry: registry.k8s.io/pause:3.10@sha256:{SHA}\n    platform: amd64\n\
+             \x20 - name: a\n    tag: \"1\"\n    docker: a:1\n    platform: linux/amd64\n"
+        );
+        let found = problems(dir.path(), &text);
+        let fields: Vec<(u64, &str)> = found.iter().map(|p| (p.line, p.field.as_str())).collect();
+        assert_eq!(
+            fields,
+            vec![
+                (5, "images[0].registry"),
+                (6, "images[1].platform"),
+                (8, "images[2].platform"),
+            ]
+        );
+        assert!(
+            found[0]
+                .message
+                .contains("has no digest: a registry image is pinned by its sha256"),
+            "{found:#?}"
+        );
+        assert!(found[0].hint.as_deref().unwrap().contains("skopeo inspect"));
+        assert_eq!(found[2].message, "only goes with `registry`");
+    }
+
+    #[test]
+    fn the_kubernetes_version_agrees_with_its_binaries_and_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubernetes = |version: &str, kubelet: &str, apiserver: &str| {
+            format!(
+                "{HEADER}kubernetesVersion: {version}\nbinaries:\n  - name: kubelet\n    version: {kubelet}\n\
+                 \x20   url: https://dl.k8s.io/kubelet\n    sha256: {SHA}\n\
+                 images:\n  - registry: registry.k8s.io/kube-apiserver:{apiserver}@sha256:{SHA}\n\
+                 \x20 - registry: registry.k8s.io/pause:3.10@sha256:{SHA}\n"
+            )
+        };
+        let spec = parse_in(dir.path(), &kubernetes("1.36.4", "1.36.4", "v1.36.4")).unwrap();
+        assert_eq!(spec.kubernetes_version.as_deref(), Some("1.36.4"));
+        assert_eq!(
+            spec.missing_for_kubernetes(),
+            [
+                "kubeadm",
+                "kubectl",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kube-proxy",
+                "coredns/coredns"
+            ]
+        );
+        let found = problems(dir.path(), &kubernetes("1.36.4", "1.36.3", "v1.36.2"));
+        let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["binaries[0].version", "images[0].tag"]);
+        assert_eq!(
+            found[0].message,
+            "kubelet 1.36.3 is not the bundle's Kubernetes 1.36.4"
+        );
+        assert_eq!(
+            found[1].message,
+            "kube-apiserver:v1.36.2 is not the bundle's Kubernetes v1.36.4"
+        );
+        let found = problems(dir.path(), &kubernetes("v1.36.4", "1.36.4", "v1.36.4"));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].field, "kubernetesVersion");
+        assert!(found[0].hint.as_deref().unwrap().contains("without a `v`"));
+        // Without `kubernetesVersion` nothing is asked of the entries.
+        let text =
+            kubernetes("1.36.4", "1.30.0", "v1.2.3").replace("kubernetesVersion: 1.36.4\n", "");
+        let spec = parse_in(dir.path(), &text).unwrap();
+        assert!(spec.missing_for_kubernetes().is_empty());
     }
 
     /// The bundle once had a grammar of its own that let `___` and `_-` through: such a

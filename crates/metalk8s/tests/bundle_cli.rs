@@ -743,6 +743,94 @@ fn spec_errors_name_the_file_the_line_and_the_field() {
         .stderr(wrapped("unknown field `image`"));
 }
 
+/// A spec declaring `kubernetesVersion` builds only with every Kubernetes piece, and the
+/// bundle says which Kubernetes it carries.
+#[test]
+fn a_kubernetes_bundle_names_its_version_and_an_incomplete_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let key = path.join("key");
+    metalk8s()
+        .args(["bundle", "keygen", "--out"])
+        .arg(&key)
+        .assert()
+        .success();
+    make_oci_layout(path);
+    let mut binaries = String::new();
+    for name in ["kubeadm", "kubelet", "kubectl"] {
+        std::fs::write(path.join(name), format!("#!/bin/sh\necho {name}\n")).unwrap();
+        binaries.push_str(&format!(
+            "  - name: {name}\n    version: 1.36.4\n    path: {name}\n"
+        ));
+    }
+    let image = |name: &str, tag: &str| {
+        format!("  - name: {name}\n    tag: {tag}\n    ociLayout: oci-layout\n")
+    };
+    let mut images: String = [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ]
+    .into_iter()
+    .map(|name| image(name, "v1.36.4"))
+    .collect();
+    images.push_str(&image("pause", "3.10.2"));
+    images.push_str(&image("coredns/coredns", "v1.14.2"));
+    let spec = path.join("kubernetes.yaml");
+    let write_spec = |images: &str| {
+        std::fs::write(
+            &spec,
+            format!(
+                "apiVersion: metalk8s.io/v1alpha1\nkind: BundleSpec\nversion: 1.36.4-1\n\
+                 kubernetesVersion: 1.36.4\nbinaries:\n{binaries}images:\n{images}"
+            ),
+        )
+        .unwrap();
+    };
+    let build = || {
+        let mut command = metalk8s();
+        command
+            .args(["bundle", "build", "--spec"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(path.join("out"))
+            .arg("--signing-key")
+            .arg(&key);
+        command
+    };
+
+    write_spec(&images);
+    build()
+        .assert()
+        .code(2)
+        .stderr(wrapped("kubernetes.yaml: declares Kubernetes 1.36.4"))
+        .stderr(wrapped("entry for kube-proxy"))
+        .stderr(wrapped("each image its digest"));
+    assert!(!path.join("out").exists());
+
+    images.push_str(&image("kube-proxy", "v1.36.4"));
+    write_spec(&images);
+    build()
+        .assert()
+        .success()
+        .stderr(contains("bundle 1.36.4-1 (Kubernetes 1.36.4) written to"));
+    metalk8s()
+        .args(["bundle", "inspect"])
+        .arg(path.join("out"))
+        .assert()
+        .success()
+        .stdout(contains("bundle 1.36.4-1 (Kubernetes 1.36.4) created"));
+    let output = metalk8s()
+        .args(["bundle", "inspect", "-o", "json"])
+        .arg(path.join("out"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspection["kubernetesVersion"], "1.36.4");
+    assert_eq!(inspection["version"], "1.36.4-1");
+}
+
 #[test]
 fn keygen_never_overwrites_a_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metalk8s_bundle::{
-    ArtifactKind, BuildOptions, Manifest, OutputFormat, Progress, Transfer, build_bundle,
-    load_spec, public_key_from_hex_or_file, public_key_to_hex, read_manifest, read_signing_key,
-    verify_bundle, write_new_signing_key,
+    ArtifactKind, BuildError, BuildOptions, Manifest, OutputFormat, Progress, Transfer,
+    build_bundle, load_spec, public_key_from_hex_or_file, public_key_to_hex, read_manifest,
+    read_signing_key, verify_bundle, write_new_signing_key,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -49,15 +49,21 @@ fn build(args: BundleBuildArgs) -> CommandResult {
         created: created()?,
         force: args.force,
     };
-    let built = build_bundle(&spec, &options, &BuildProgress::new()).map_err(Failure::error)?;
+    let built =
+        build_bundle(&spec, &options, &BuildProgress::new()).map_err(|error| match error {
+            // The spec itself is short of entries: bad input, like any other spec problem.
+            BuildError::IncompleteKubernetes { .. } => invalid(error),
+            error => Failure::error(error),
+        })?;
     let size: u64 = built.manifest.artifacts.iter().map(|a| a.size).sum();
     let what = match built.format {
         OutputFormat::Directory => "directory",
         OutputFormat::Archive => "archive",
     };
     eprintln!(
-        "bundle {} written to {} ({what}): {} components, {} artifacts, {}; signed by {}",
+        "bundle {}{} written to {} ({what}): {} components, {} artifacts, {}; signed by {}",
         built.manifest.version,
+        kubernetes_note(built.manifest.kubernetes_version()),
         built.out.display(),
         built.manifest.components.len(),
         built.manifest.artifacts.len(),
@@ -65,6 +71,11 @@ fn build(args: BundleBuildArgs) -> CommandResult {
         public_key_to_hex(&options.signing_key.verifying_key()),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// ` (Kubernetes 1.36.4)` for a bundle that carries Kubernetes.
+fn kubernetes_note(version: Option<&str>) -> String {
+    version.map_or_else(String::new, |version| format!(" (Kubernetes {version})"))
 }
 
 /// `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
@@ -128,6 +139,9 @@ fn keygen(out: &Path) -> CommandResult {
 struct Inspection<'a> {
     bundle: &'a Path,
     version: &'a str,
+    /// The Kubernetes release the bundle carries, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kubernetes_version: Option<&'a str>,
     created: String,
     /// Whether the signature and every artifact were checked.
     verified: bool,
@@ -185,6 +199,7 @@ fn inspect(bundle: &Path, public_key: Option<&str>, format: Format) -> CommandRe
     let inspection = Inspection {
         bundle,
         version: &manifest.version,
+        kubernetes_version: manifest.kubernetes_version(),
         created: manifest
             .created
             .format(&Rfc3339)
@@ -198,8 +213,9 @@ fn inspect(bundle: &Path, public_key: Option<&str>, format: Format) -> CommandRe
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "bundle {} created {} ({})",
+        "bundle {}{} created {} ({})",
         inspection.version,
+        kubernetes_note(inspection.kubernetes_version),
         inspection.created,
         if verified {
             "signature and artifacts verified"

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use metalk8s_bundle::{ArtifactKind, MANIFEST_FILE, Manifest, SIGNATURE_FILE, VerifiedBundle};
+use metalk8s_bundle::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, VerifiedBundle};
 use metalk8s_model::repository as repo;
 use metalk8s_plan::{BundleImage, StagedBundle};
 use metalk8s_transport::{Command, Host};
@@ -247,16 +247,11 @@ async fn upload(
         let contents = std::fs::read(local.dir.join(&artifact.path)).map_err(|error| {
             Failure::problem(miette::miette!("cannot read {}: {error}", artifact.path))
         })?;
-        let mode = if artifact.kind == ArtifactKind::Binary {
-            0o755
-        } else {
-            0o644
-        };
         put(
             host,
             &format!("{partial}/{}", artifact.path),
             &contents,
-            mode,
+            artifact.kind.mode(),
         )
         .await?;
     }
