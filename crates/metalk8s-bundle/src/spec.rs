@@ -168,26 +168,85 @@ pub struct ManifestFileSpec {
     pub path: LocalPath,
 }
 
-/// Why a spec file was refused.
-#[derive(Debug, thiserror::Error)]
+/// Why a spec file was refused. An invalid spec renders like an invalid inventory: every
+/// problem at once, each with its line of the file, the field, and a hint.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum SpecError {
     #[error("cannot read bundle spec {}", path.display())]
+    #[diagnostic(help("check the path, and that the file is readable by the current user"))]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error("bundle spec {}: not valid YAML for a BundleSpec", path.display())]
+    #[diagnostic(help("docs/bundle.md describes the spec file and every field"))]
     Parse {
         path: PathBuf,
         #[source]
         source: Box<serde_saphyr::Error>,
     },
-    #[error("bundle spec {}: {} problem(s)\n{}", path.display(), problems.len(), ProblemList(problems))]
+    #[error("bundle spec {}: {} problem(s)", path.display(), problems.len())]
+    #[diagnostic(help("fix each problem below; docs/bundle.md describes every field"))]
     Invalid {
         path: PathBuf,
         problems: Vec<SpecProblem>,
+        /// The same problems, each pointing into the file.
+        #[related]
+        shown: Vec<ProblemInFile>,
     },
+}
+
+impl SpecError {
+    /// An invalid spec: `problems` found in `text`, the content of `path`.
+    pub fn invalid(path: &Path, text: &str, problems: Vec<SpecProblem>) -> SpecError {
+        let source = std::sync::Arc::new(miette::NamedSource::new(
+            path.display().to_string(),
+            text.to_owned(),
+        ));
+        let shown = problems
+            .iter()
+            .map(|problem| ProblemInFile {
+                message: format!("{}: {}", problem.field, problem.message),
+                file: source.clone(),
+                span: span_at(text, problem.line, problem.column),
+                hint: problem.hint.clone(),
+            })
+            .collect();
+        SpecError::Invalid {
+            path: path.to_owned(),
+            problems,
+            shown,
+        }
+    }
+}
+
+/// One problem of a spec, shown on the line of the file it is about.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+pub struct ProblemInFile {
+    message: String,
+    #[source_code]
+    file: std::sync::Arc<miette::NamedSource<String>>,
+    #[label("here")]
+    span: miette::SourceSpan,
+    #[help]
+    hint: Option<String>,
+}
+
+/// The span of the word at 1-based `line` and `column` of `text` (a point when the
+/// position is past the text).
+fn span_at(text: &str, line: u64, column: u64) -> miette::SourceSpan {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
+    let offset = (line_start + column.saturating_sub(1) as usize).min(text.len());
+    let length = text[offset..]
+        .find(|c: char| c.is_whitespace() || c == ',' || c == ']' || c == '}')
+        .unwrap_or(text.len() - offset);
+    (offset, length).into()
 }
 
 /// One problem in a spec: where, which field, what, and what to do.
@@ -210,20 +269,6 @@ impl fmt::Display for SpecProblem {
         )?;
         if let Some(hint) = &self.hint {
             write!(f, "\n    hint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-struct ProblemList<'a>(&'a [SpecProblem]);
-
-impl fmt::Display for ProblemList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, problem) in self.0.iter().enumerate() {
-            if index > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "  {problem}")?;
         }
         Ok(())
     }
@@ -265,10 +310,7 @@ pub fn parse_spec(text: &str, file: &Path, base: &Path) -> Result<BundleSpec, Sp
     if checker.problems.is_empty() {
         Ok(spec)
     } else {
-        Err(SpecError::Invalid {
-            path: file.to_owned(),
-            problems: checker.problems,
-        })
+        Err(SpecError::invalid(file, text, checker.problems))
     }
 }
 
@@ -963,6 +1005,16 @@ mod tests {
         parse_spec(text, &dir.join("bundle.yaml"), dir)
     }
 
+    /// As the terminal shows it, without colour.
+    fn render(error: &SpecError) -> String {
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(200)
+            .render_report(&mut out, error)
+            .unwrap();
+        out
+    }
+
     fn problems(dir: &Path, text: &str) -> Vec<SpecProblem> {
         match parse_in(dir, text) {
             Err(SpecError::Invalid { problems, .. }) => problems,
@@ -1050,16 +1102,14 @@ mod tests {
                 .unwrap()
                 .contains("pin the download")
         );
-        let message = SpecError::Invalid {
-            path: dir.path().join("bundle.yaml"),
-            problems: found,
-        }
-        .to_string();
+        // Rendered like inventory problems: each on its line of the file.
+        let message = render(&parse_in(dir.path(), &text).unwrap_err());
         assert!(message.contains("bundle.yaml: 4 problem(s)"), "{message}");
         assert!(
-            message.contains("5:5: binaries[0].sha256: is required with `url`"),
+            message.contains("binaries[0].sha256: is required with `url`"),
             "{message}"
         );
+        assert!(message.contains("bundle.yaml:5:5]"), "{message}");
     }
 
     #[test]
@@ -1219,20 +1269,20 @@ mod tests {
         let found = problems(dir.path(), &text);
         let fields: Vec<(u64, &str)> = found.iter().map(|p| (p.line, p.field.as_str())).collect();
         assert_eq!(fields, vec![(5, "images[0].name"), (8, "images[1].name")]);
-        let message = SpecError::Invalid {
-            path: dir.path().join("bundle.yaml"),
-            problems: found,
-        }
-        .to_string();
+        let message = render(&parse_in(dir.path(), &text).unwrap_err());
         assert!(
             message.contains(
-                "5:5: images[0].name: \"kube___proxy\" is not an OCI repository name: \
-                 a registry would refuse it"
+                "images[0].name: \"kube___proxy\" is not an OCI repository name: a \
+                 registry would refuse it"
             ),
             "{message}"
         );
         assert!(
-            message.contains("hint: lower-case letters and digits, joined by `.`, `_`, `__`"),
+            message.contains("name: kube___proxy"),
+            "the line itself: {message}"
+        );
+        assert!(
+            message.contains("help: lower-case letters and digits, joined by `.`, `_`, `__`"),
             "{message}"
         );
         for name in ["kube___proxy", "calico/node_-ebpf"] {

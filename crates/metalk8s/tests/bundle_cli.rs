@@ -727,9 +727,10 @@ fn spec_errors_name_the_file_the_line_and_the_field() {
     build
         .assert()
         .code(2)
-        .stderr(wrapped("bad.yaml"))
-        .stderr(wrapped("5:5: binaries[0].sha256: is required with `url`"))
-        .stderr(wrapped("hint: pin the download"));
+        .stderr(wrapped("bad.yaml:5:5]"))
+        .stderr(wrapped("binaries[0].sha256: is required with `url`"))
+        .stderr(wrapped("5 |   - name: kubeadm"))
+        .stderr(wrapped("help: pin the download"));
 
     std::fs::write(
         &spec,

@@ -40,7 +40,9 @@ fn invalid(error: impl std::error::Error + Send + Sync + 'static) -> Failure {
 }
 
 fn build(args: BundleBuildArgs) -> CommandResult {
-    let spec = load_spec(&args.spec).map_err(invalid)?;
+    // Rendered with miette: every problem on its line of the spec file.
+    let spec =
+        load_spec(&args.spec).map_err(|error| Failure::invalid(miette::Report::new(error)))?;
     let signing_key = read_signing_key(&args.signing_key).map_err(invalid)?;
     let options = BuildOptions {
         out: args.out,
