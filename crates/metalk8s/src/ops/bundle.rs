@@ -361,4 +361,68 @@ mod tests {
             }]
         );
     }
+
+    /// A tiny signed bundle (one local binary) built here, with its public key.
+    fn tiny_bundle(dir: &Path) -> BundleSource {
+        std::fs::write(dir.join("tool"), b"#!/bin/sh\necho tool\n").unwrap();
+        let spec = metalk8s_bundle::parse_spec(
+            "apiVersion: metalk8s.io/v1alpha1\nkind: BundleSpec\nversion: 0.1.0-test\n\
+             binaries:\n  - name: tool\n    version: 1.0.0\n    path: tool\n",
+            &dir.join("bundle.yaml"),
+            dir,
+        )
+        .unwrap();
+        let key = metalk8s_bundle::generate_signing_key().unwrap();
+        let public_key = metalk8s_bundle::public_key_to_hex(&key.verifying_key());
+        let options = metalk8s_bundle::BuildOptions {
+            out: dir.join("bundle"),
+            cache: dir.join("cache"),
+            signing_key: key,
+            created: time::OffsetDateTime::UNIX_EPOCH,
+            force: false,
+        };
+        metalk8s_bundle::build_bundle(&spec, &options, &metalk8s_bundle::Silent).unwrap();
+        BundleSource {
+            path: dir.join("bundle"),
+            public_key,
+        }
+    }
+
+    /// A bundle whose manifest is already staged is not uploaded again; `current` is
+    /// still pointed at it.
+    #[tokio::test]
+    async fn an_already_staged_bundle_is_not_uploaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = tiny_bundle(dir.path());
+        let manifest = std::fs::read(source.path.join(MANIFEST_FILE)).unwrap();
+        let staged_sha = hex::encode(Sha256::digest(&manifest));
+        let host = Arc::new(
+            metalk8s_transport::fake::RecordingHost::new("node1")
+                .on(
+                    "sha256sum /var/lib/metalk8s/bundles/0.1.0-test/manifest.json",
+                    metalk8s_transport::Output::ok(format!("{staged_sha}\n")),
+                )
+                .otherwise(metalk8s_transport::Output::ok("")),
+        );
+        let bootstrap: Arc<dyn Host> = host.clone();
+        let staged = stage(&bootstrap, &source, false)
+            .await
+            .unwrap_or_else(|failure| panic!("{:?}", failure.report));
+        assert_eq!(staged.version, "0.1.0-test");
+        assert!(host.uploads().is_empty(), "{:?}", host.uploads());
+        let scripts = host.scripts();
+        assert!(
+            scripts.iter().any(|s| s.contains("ln -sfn 0.1.0-test")),
+            "{scripts:#?}"
+        );
+
+        // Anything else on the node: the bundle is uploaded.
+        let other = Arc::new(
+            metalk8s_transport::fake::RecordingHost::new("node1")
+                .otherwise(metalk8s_transport::Output::ok("")),
+        );
+        let bootstrap: Arc<dyn Host> = other.clone();
+        let _ = stage(&bootstrap, &source, false).await;
+        assert!(!other.uploads().is_empty(), "{:?}", other.scripts());
+    }
 }
