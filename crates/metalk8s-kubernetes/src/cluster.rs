@@ -66,6 +66,18 @@ pub const SCHEDULER_PORT: u16 = 10259;
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 pub const KUBE_PROXY_METRICS_PORT: u16 = 10249;
 
+/// How a health check runs: every `interval_seconds`, each attempt given `timeout_seconds`;
+/// `fall` failures in a row make the checked thing unhealthy, `rise` successes healthy
+/// again. haproxy's API server checks and keepalived's track script follow one each; the
+/// lab tests derive their time bounds from them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub interval_seconds: u32,
+    pub timeout_seconds: u32,
+    pub fall: u32,
+    pub rise: u32,
+}
+
 /// The cluster as the Kubernetes phase sees it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
