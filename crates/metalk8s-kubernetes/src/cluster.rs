@@ -53,6 +53,8 @@ pub mod paths {
     pub const HAPROXY_DROP_IN: &str = "/etc/systemd/system/haproxy.service.d/10-metalk8s.conf";
     pub const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
     pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/check-apiserver.sh";
+    pub const KEEPALIVED_DROP_IN: &str =
+        "/etc/systemd/system/keepalived.service.d/10-metalk8s.conf";
 }
 
 /// The API server's secure port on every control-plane node.

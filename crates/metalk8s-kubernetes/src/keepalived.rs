@@ -24,6 +24,11 @@
 //!   ([`TRACK_SCRIPT`]). Adverts go every second ([`ADVERT_INTERVAL_SECONDS`]): a node that
 //!   stops keepalived hands the VIP over at once (it sends priority 0), one that dies
 //!   silently loses it after 3 missed adverts.
+//! - **A drop-in for Debian's unit** ([`KeepalivedFiles::drop_in`]): keepalived removes the
+//!   VIP when it stops, but not when it is killed (SIGKILL, the OOM killer), and Debian's
+//!   unit does not restart it. On the lab a killed holder kept the VIP while another node
+//!   took it: two nodes answering ARP for one address. The drop-in removes the VIP after
+//!   keepalived exits, however it exits, and restarts keepalived for ever.
 
 use crate::apiserver_proxy;
 use crate::cluster::{self, Cluster, HealthCheck, Node, paths};
@@ -49,6 +54,8 @@ pub struct KeepalivedFiles {
     /// `/etc/keepalived/check-apiserver.sh` (mode 0755, owned by root: keepalived's
     /// `enable_script_security` refuses a script others can write).
     pub check_script: String,
+    /// `/etc/systemd/system/keepalived.service.d/10-metalk8s.conf`.
+    pub drop_in: String,
 }
 
 /// The VRRP router id of a cluster: FNV-1a of its name, folded into 1–255.
@@ -146,9 +153,24 @@ exec curl --silent --show-error --fail --max-time 2 --cacert {ca} https://{addre
         ca = paths::CA_CERT,
         address = cluster::host_port(node.control_plane_ip, cluster::APISERVER_PORT),
     );
+    let drop_in = format!(
+        "\
+# Written by metalk8s: keepalived comes back whatever happened, and never leaves the VIP behind.
+[Unit]
+StartLimitIntervalSec=0
+
+[Service]
+Restart=always
+RestartSec=1s
+# keepalived removes the VIP when it stops, not when it is killed: another node would take
+# the VIP while this one still answers for it.
+ExecStopPost=-ip address del {vip}/{prefix} dev {interface}
+"
+    );
     Ok(Some(KeepalivedFiles {
         config,
         check_script,
+        drop_in,
     }))
 }
 

@@ -41,3 +41,28 @@ fn the_track_script_checks_the_haproxy_serving_the_vip_and_the_local_api_server(
     assert!(max_times <= timeout, "{max_times} s > {timeout} s");
     assert!(files.config.contains(&format!("    timeout {timeout}\n")));
 }
+
+#[test]
+fn a_killed_keepalived_leaves_no_vip_behind_and_comes_back() {
+    let cluster = common::cluster(3, 36, true, false);
+    let files = keepalived::files(&cluster, &cluster.nodes[0])
+        .unwrap()
+        .unwrap();
+    let service: Vec<&str> = files
+        .drop_in
+        .lines()
+        .skip_while(|line| *line != "[Service]")
+        .filter(|line| !line.starts_with('#'))
+        .collect();
+    assert_eq!(
+        service,
+        [
+            "[Service]",
+            "Restart=always",
+            "RestartSec=1s",
+            // `-`: after a clean stop keepalived has removed it already.
+            "ExecStopPost=-ip address del 10.100.0.100/32 dev eth0",
+        ]
+    );
+    assert!(files.drop_in.contains("[Unit]\nStartLimitIntervalSec=0\n"));
+}

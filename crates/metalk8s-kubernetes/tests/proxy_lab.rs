@@ -20,9 +20,11 @@
 //!   fails `/readyz`, and comes back after it recovers; a worker's configuration spreads
 //!   over all three and stops sending to an unready one;
 //! - exactly one control plane holds the VIP, which answers from outside; it moves to
-//!   another node when its holder's keepalived stops, when its API server turns unready and
+//!   another node when its holder's keepalived stops or is killed (systemd then restarts
+//!   it, and the killed one leaves no VIP behind), when its API server turns unready and
 //!   when its haproxy stops, and a returning node does not take it back (`nopreempt`);
-//! - the kubelet unit and drop-in and haproxy's drop-in pass `systemd-analyze verify`.
+//! - the kubelet unit and drop-in, and haproxy's and keepalived's drop-ins, pass
+//!   `systemd-analyze verify`.
 //!
 //! `METALK8S_VIP_FAILOVERS=N` repeats the three VIP failovers N times and prints their
 //! times as a table (bench/vip-failover.sh).
@@ -373,11 +375,7 @@ fn haproxy_and_keepalived_serve_and_fail_over_on_lab_nodes() {
         .unwrap_or(1);
     let mut measured: Vec<Failover> = Vec::new();
     for round in 0..rounds {
-        for kind in [
-            Kind::KeepalivedStopped,
-            Kind::ApiServerUnready,
-            Kind::HaproxyStopped,
-        ] {
+        for kind in Kind::ALL {
             let first = round == 0 && kind == Kind::KeepalivedStopped;
             let failover = fail_over(&lab, vip, &host_ca, &holder, kind, first);
             eprintln!(
@@ -421,6 +419,7 @@ fn place_and_start(
                 (paths::HAPROXY_DROP_IN, 0o644, &apiserver_proxy::drop_in()),
                 (paths::KEEPALIVED_CONFIG, 0o644, &keepalived.config),
                 (paths::KEEPALIVED_CHECK, 0o755, &keepalived.check_script),
+                (paths::KEEPALIVED_DROP_IN, 0o644, &keepalived.drop_in),
             ],
         );
         let check = lab.try_ssh(name, "haproxy -c -f /etc/haproxy/haproxy.cfg", None);
@@ -490,7 +489,7 @@ fn units_pass_systemd_analyze_verify(lab: &Lab, cluster: &Cluster) {
         ],
     );
     // --man=no: Debian's haproxy.service names man pages, and lab nodes have no `man`.
-    let verify = "systemd-analyze verify --man=no kubelet.service haproxy.service 2>&1; true";
+    let verify = "systemd-analyze verify --man=no kubelet.service haproxy.service keepalived.service 2>&1; true";
     let missing_kubelet = format!(
         "kubelet.service: Command {} is not executable: No such file or directory",
         paths::KUBELET_BIN
@@ -814,6 +813,8 @@ fn keepalived_elects_one_holder_and_the_vip_answers(lab: &Lab, vip: IpAddr, ca: 
 enum Kind {
     /// `systemctl stop keepalived` on the holder.
     KeepalivedStopped,
+    /// keepalived killed on the holder (SIGKILL, as by the OOM killer): no goodbye advert.
+    KeepalivedKilled,
     /// The holder's API server answers 503 on `/readyz`.
     ApiServerUnready,
     /// `systemctl stop haproxy` on the holder: nothing serves VIP:6443 there any more.
@@ -821,9 +822,17 @@ enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::KeepalivedStopped,
+        Kind::KeepalivedKilled,
+        Kind::ApiServerUnready,
+        Kind::HaproxyStopped,
+    ];
+
     fn describe(self) -> &'static str {
         match self {
             Kind::KeepalivedStopped => "holder's keepalived stopped",
+            Kind::KeepalivedKilled => "holder's keepalived killed",
             Kind::ApiServerUnready => "holder's API server unready",
             Kind::HaproxyStopped => "holder's haproxy stopped",
         }
@@ -832,25 +841,28 @@ impl Kind {
     fn break_command(self) -> String {
         match self {
             Kind::KeepalivedStopped => "systemctl stop keepalived".to_owned(),
+            Kind::KeepalivedKilled => "systemctl kill --signal=KILL keepalived".to_owned(),
             Kind::ApiServerUnready => format!("touch {UNREADY_FLAG}"),
             Kind::HaproxyStopped => "systemctl stop haproxy".to_owned(),
         }
     }
 
-    fn repair_command(self) -> String {
+    /// `None` when systemd repairs it: the drop-in restarts a killed keepalived.
+    fn repair_command(self) -> Option<String> {
         match self {
-            Kind::KeepalivedStopped => "systemctl start keepalived".to_owned(),
-            Kind::ApiServerUnready => format!("rm {UNREADY_FLAG}"),
-            Kind::HaproxyStopped => "systemctl start haproxy".to_owned(),
+            Kind::KeepalivedStopped => Some("systemctl start keepalived".to_owned()),
+            Kind::KeepalivedKilled => None,
+            Kind::ApiServerUnready => Some(format!("rm {UNREADY_FLAG}")),
+            Kind::HaproxyStopped => Some("systemctl start haproxy".to_owned()),
         }
     }
 
     /// The longest the VIP may take to move: a stopped keepalived hands it over at once
-    /// (priority 0), but a silent one would cost the master-down interval; a failed check
-    /// costs its detection, then the hand-over.
+    /// (priority 0), a killed one costs the master-down interval; a failed check costs its
+    /// detection, then the hand-over.
     fn bound_seconds(self) -> f64 {
         let detection = match self {
-            Kind::KeepalivedStopped => 0.0,
+            Kind::KeepalivedStopped | Kind::KeepalivedKilled => 0.0,
             Kind::ApiServerUnready | Kind::HaproxyStopped => {
                 detection_seconds(keepalived::TRACK_SCRIPT)
             }
@@ -930,7 +942,10 @@ fn fail_over(
     assert_eq!(holders(lab, vip), std::slice::from_ref(&to), "{failover:?}");
     assert_eq!(vip_answer(vip, ca), format!("{to} ok"));
 
-    let repaired = parse_time(&lab.ssh(from, &format!("date +%s.%N; {}", kind.repair_command())));
+    let repaired = match kind.repair_command() {
+        Some(command) => parse_time(&lab.ssh(from, &format!("date +%s.%N; {command}"))),
+        None => broken,
+    };
     wait_for_keepalived(lab, &[from], repaired, "Entering BACKUP STATE", 20.0);
     if check_nopreempt {
         // It has the highest priority when it is node1; it still leaves the VIP where it is.
@@ -951,11 +966,7 @@ fn print_failovers(measured: &[Failover], rounds: usize) {
         "| failure | VIP moved: mean | min | max | VIP answers again: mean | min | max | bound |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for kind in [
-        Kind::KeepalivedStopped,
-        Kind::ApiServerUnready,
-        Kind::HaproxyStopped,
-    ] {
+    for kind in Kind::ALL {
         let of_kind: Vec<&Failover> = measured.iter().filter(|f| f.kind == kind).collect();
         let stats = |values: Vec<f64>| {
             let mean = values.iter().sum::<f64>() / values.len() as f64;
