@@ -213,25 +213,17 @@ fn parse_answers(lines: &str) -> Vec<Answer> {
         .collect()
 }
 
-/// `lab/answers.sh` asking `url` from `node` right after `trigger`, until `count` answers
-/// in a row match `stop`: (the trigger's time, the answers).
-fn trigger_and_watch(
-    lab: &Lab,
-    node: &str,
-    trigger: &str,
-    url: &str,
-    seconds: f64,
-    stop: &str,
-    count: u32,
-) -> (f64, Vec<Answer>) {
-    let script = format!(
-        "date +%s.%N; {trigger}; bash {TEST_DIR}/answers.sh {ca} {url} {seconds} '{stop}' {count}",
-        ca = paths::CA_CERT,
-        seconds = seconds.ceil(),
-    );
-    let output = lab.ssh(node, &script);
-    let (triggered, answers) = output.split_once('\n').expect("the trigger's time");
-    (parse_time(triggered), parse_answers(answers))
+/// `lab/answers.sh` on node1, asking its proxy until `count` answers in a row match
+/// `stop`.
+fn watch_node1_proxy(lab: &Lab, seconds: f64, stop: &str, count: u32) -> Vec<Answer> {
+    parse_answers(&lab.ssh(
+        "node1",
+        &format!(
+            "bash {TEST_DIR}/answers.sh {ca} https://127.0.0.1:7443/readyz {seconds} '{stop}' {count}",
+            ca = paths::CA_CERT,
+            seconds = seconds.ceil(),
+        ),
+    ))
 }
 
 fn count_by_node(answers: &[Answer]) -> BTreeMap<String, usize> {
@@ -514,73 +506,21 @@ fn units_pass_systemd_analyze_verify(lab: &Lab, cluster: &Cluster) {
 /// node1 is a control plane: its proxy sends to its own API server only, to the two
 /// others once that one fails `/readyz`, and to it again once it recovers.
 fn the_proxy_prefers_its_own_api_server_and_fails_over(lab: &Lab) {
-    let check = apiserver_proxy::HEALTH_CHECK;
     // haproxy started before the API servers (as in a deploy), so its first checks failed;
     // node1's own comes into use `rise` checks after it listens.
-    trigger_and_watch(
+    let check = apiserver_proxy::HEALTH_CHECK;
+    watch_node1_proxy(
         lab,
-        "node1",
-        "true",
-        "https://127.0.0.1:7443/readyz",
         recovery_seconds(check) + MARGIN_SECONDS,
         "^node1 ok$",
         3,
     );
-    let answers = proxied_answers(lab, "node1", 20);
-    assert_eq!(answers, BTreeMap::from([("node1".to_owned(), 20)]));
-
-    let bound = detection_seconds(check) + MARGIN_SECONDS;
-    let (unready, seen) = trigger_and_watch(
-        lab,
-        "node1",
-        &format!("touch {UNREADY_FLAG}"),
-        "https://127.0.0.1:7443/readyz",
-        bound + 5.0,
-        "^node[23] ok$",
-        12,
-    );
-    let last_local = seen
-        .iter()
-        .rev()
-        .find(|answer| answer.node() == Some("node1"))
-        .map_or(unready, |answer| answer.at);
-    let tail = &seen[seen.len() - 12..];
-    assert!(
-        tail.iter()
-            .all(|answer| answer.text.ends_with(" ok") && answer.node() != Some("node1")),
-        "node1's proxy kept sending to its unready API server: {seen:#?}"
-    );
-    let others = count_by_node(tail);
-    assert!(
-        others.get("node2") >= Some(&3) && others.get("node3") >= Some(&3),
-        "both backups serve: {others:?}"
-    );
-    let taken_out = last_local - unready;
-    assert!(
-        taken_out <= bound,
-        "{taken_out:.1} s > {bound} s: {seen:#?}"
-    );
-
-    let bound = recovery_seconds(check) + MARGIN_SECONDS;
-    let (ready, seen) = trigger_and_watch(
-        lab,
-        "node1",
-        &format!("rm {UNREADY_FLAG}"),
-        "https://127.0.0.1:7443/readyz",
-        bound + 5.0,
-        "^node1 ok$",
-        5,
-    );
-    let back = seen
-        .iter()
-        .find(|answer| answer.text == "node1 ok")
-        .expect("node1 answers again")
-        .at
-        - ready;
-    assert!(back <= bound, "{back:.1} s > {bound} s: {seen:#?}");
+    let only_node1 = BTreeMap::from([("node1".to_owned(), 20)]);
+    assert_eq!(proxied_answers(lab, "node1", 20), only_node1);
+    let (out, back) = unready_then_ready(lab, "node1");
+    assert_eq!(proxied_answers(lab, "node1", 20), only_node1);
     eprintln!(
-        "control-plane proxy: own API server out {taken_out:.1} s after it turned unready (bound {:.0} s), back {back:.1} s after it recovered (bound {bound:.0} s)",
-        detection_seconds(check) + MARGIN_SECONDS
+        "control-plane proxy: its own API server out {out:.1} s after it turned unready, back {back:.1} s after it recovered"
     );
 }
 
@@ -588,7 +528,6 @@ fn the_proxy_prefers_its_own_api_server_and_fails_over(lab: &Lab) {
 /// on node1 for a while: new connections go to all three API servers in turn, none to one
 /// that fails `/readyz`, and to it again once it recovers.
 fn a_worker_proxy_spreads_and_drops_an_unready_api_server(lab: &Lab, cluster: &Cluster) {
-    let check = apiserver_proxy::HEALTH_CHECK;
     let mut with_worker = cluster.clone();
     let mut worker = cluster.nodes[0].clone();
     worker.name = "worker".to_owned();
@@ -606,39 +545,9 @@ fn a_worker_proxy_spreads_and_drops_an_unready_api_server(lab: &Lab, cluster: &C
     for node in ["node1", "node2", "node3"] {
         assert!(answers.get(node) >= Some(&5), "{answers:?}");
     }
-
-    let bound = detection_seconds(check) + MARGIN_SECONDS;
-    let (unready, seen) = change_node2_and_watch_node1(
-        lab,
-        &format!("touch {UNREADY_FLAG}"),
-        bound,
-        "^node[13] ok$",
-        12,
-    );
-    let last = seen
-        .iter()
-        .rev()
-        .find(|answer| answer.node() == Some("node2"))
-        .map_or(unready, |answer| answer.at);
-    let tail = &seen[seen.len() - 12..];
-    let others = count_by_node(tail);
-    assert!(
-        others.get("node1") >= Some(&3) && others.get("node3") >= Some(&3),
-        "{others:?}"
-    );
-    let taken_out = last - unready;
-    assert!(
-        taken_out <= bound,
-        "{taken_out:.1} s > {bound} s: {seen:#?}"
-    );
-
-    let bound = recovery_seconds(check) + MARGIN_SECONDS;
-    let (ready, seen) =
-        change_node2_and_watch_node1(lab, &format!("rm {UNREADY_FLAG}"), bound, "^node2 ok$", 1);
-    let back = seen.last().unwrap().at - ready;
-    assert!(back <= bound, "{back:.1} s > {bound} s: {seen:#?}");
+    let (out, back) = unready_then_ready(lab, "node2");
     eprintln!(
-        "worker proxy: {answers:?} over 30 requests; unready node2 out after {taken_out:.1} s, back {back:.1} s after it recovered"
+        "worker proxy: {answers:?} over 30 requests; unready node2 out after {out:.1} s, back {back:.1} s after it recovered"
     );
 
     let own_config = apiserver_proxy::config(cluster, &cluster.nodes[0]).unwrap();
@@ -646,25 +555,53 @@ fn a_worker_proxy_spreads_and_drops_an_unready_api_server(lab: &Lab, cluster: &C
     lab.ssh("node1", "systemctl restart haproxy");
 }
 
-/// Runs `command` on node2, then watches node1's proxy: (when it ran, the answers).
-fn change_node2_and_watch_node1(
-    lab: &Lab,
-    command: &str,
-    bound: f64,
-    stop: &str,
-    count: u32,
-) -> (f64, Vec<Answer>) {
-    let changed = parse_time(&lab.ssh("node2", &format!("date +%s.%N; {command}")));
-    let (_, seen) = trigger_and_watch(
+/// Turns `node`'s API server unready, then ready again, watching node1's proxy: it stops
+/// sending to `node` within the health check's detection time, sends to both others
+/// meanwhile, and sends to `node` again within its recovery time. Returns both times: from
+/// the change to the last answer from `node`, and to its first answer again.
+fn unready_then_ready(lab: &Lab, node: &str) -> (f64, f64) {
+    let check = apiserver_proxy::HEALTH_CHECK;
+    let others: Vec<&str> = ["node1", "node2", "node3"]
+        .into_iter()
+        .filter(|other| *other != node)
+        .collect();
+    let tail = 12;
+
+    let bound = detection_seconds(check) + MARGIN_SECONDS;
+    let unready = parse_time(&lab.ssh(node, &format!("date +%s.%N; touch {UNREADY_FLAG}")));
+    let seen = watch_node1_proxy(
         lab,
-        "node1",
-        "true",
-        "https://127.0.0.1:7443/readyz",
         bound + 5.0,
-        stop,
-        count,
+        &format!("^({}) ok$", others.join("|")),
+        tail,
     );
-    (changed, seen)
+    let last = seen
+        .iter()
+        .rev()
+        .find(|answer| answer.node() == Some(node))
+        .map_or(unready, |answer| answer.at);
+    let out = last - unready;
+    assert!(
+        out <= bound,
+        "{node} still answered {out:.1} s after it turned unready (bound {bound} s): {seen:#?}"
+    );
+    let served = count_by_node(&seen[seen.len() - tail as usize..]);
+    for other in &others {
+        assert!(
+            served.get(*other) >= Some(&3),
+            "both others serve: {served:?}"
+        );
+    }
+
+    let bound = recovery_seconds(check) + MARGIN_SECONDS;
+    let ready = parse_time(&lab.ssh(node, &format!("date +%s.%N; rm {UNREADY_FLAG}")));
+    let seen = watch_node1_proxy(lab, bound + 5.0, &format!("^{node} ok$"), 1);
+    let back = seen.last().unwrap().at - ready;
+    assert!(
+        back <= bound,
+        "{node} answered {back:.1} s after it recovered (bound {bound} s): {seen:#?}"
+    );
+    (out, back)
 }
 
 /// The nodes holding the VIP now.
