@@ -778,7 +778,12 @@ impl Kind {
     fn break_command(self) -> String {
         match self {
             Kind::KeepalivedStopped => "systemctl stop keepalived".to_owned(),
-            Kind::KeepalivedKilled => "systemctl kill --signal=KILL keepalived".to_owned(),
+            // One signal to its whole process group at once. Killed one by one (`systemctl
+            // kill`), the VRRP process may see its parent die first and leave gracefully,
+            // handing the VIP over with a priority-0 advert as a stop does.
+            Kind::KeepalivedKilled => {
+                "kill -KILL -- -$(systemctl show --property MainPID --value keepalived)".to_owned()
+            }
             Kind::ApiServerUnready => format!("touch {UNREADY_FLAG}"),
             Kind::HaproxyStopped => "systemctl stop haproxy".to_owned(),
         }
