@@ -53,6 +53,8 @@ pub mod paths {
     pub const HAPROXY_DROP_IN: &str = "/etc/systemd/system/haproxy.service.d/10-metalk8s.conf";
     pub const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
     pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/check-apiserver.sh";
+    pub const KEEPALIVED_DROP_IN: &str =
+        "/etc/systemd/system/keepalived.service.d/10-metalk8s.conf";
 }
 
 /// The API server's secure port on every control-plane node.
@@ -65,6 +67,18 @@ pub const CONTROLLER_MANAGER_PORT: u16 = 10257;
 pub const SCHEDULER_PORT: u16 = 10259;
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 pub const KUBE_PROXY_METRICS_PORT: u16 = 10249;
+
+/// How a health check runs: every `interval_seconds`, each attempt given `timeout_seconds`;
+/// `fall` failures in a row make the checked thing unhealthy, `rise` successes healthy
+/// again. haproxy's API server checks and keepalived's track script follow one each; the
+/// lab tests derive their time bounds from them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub interval_seconds: u32,
+    pub timeout_seconds: u32,
+    pub fall: u32,
+    pub rise: u32,
+}
 
 /// The cluster as the Kubernetes phase sees it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

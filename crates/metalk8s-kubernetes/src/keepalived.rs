@@ -17,12 +17,34 @@
 //!   cold start elects the first one. **`nopreempt`**: when a node with a higher priority
 //!   comes back, the VIP stays where it is; moving it again would cut every client's
 //!   connection a second time for no gain.
-//! - **Health**: a `track_script` asks the node's own API server for `/readyz` over TLS
-//!   checked with the cluster CA; after 3 failures (2 s apart) the node goes to FAULT and
-//!   gives the VIP up.
+//! - **Health**: a `track_script` asks the node's haproxy for its `/healthz` (connections
+//!   to the VIP go through it: crate::apiserver_proxy) and the node's own API server for
+//!   `/readyz` over TLS checked with the cluster CA (haproxy sends them there while it is
+//!   ready); after 3 failures (2 s apart) the node goes to FAULT and gives the VIP up
+//!   ([`TRACK_SCRIPT`]). Adverts go every second ([`ADVERT_INTERVAL_SECONDS`]): a node that
+//!   stops keepalived hands the VIP over at once (it sends priority 0), one that dies
+//!   silently loses it after 3 missed adverts.
+//! - **A drop-in for Debian's unit** ([`KeepalivedFiles::drop_in`]): keepalived removes the
+//!   VIP when it stops, but not when it is killed (SIGKILL, the OOM killer), and Debian's
+//!   unit does not restart it. On the lab a killed holder kept the VIP while another node
+//!   took it: two nodes answering ARP for one address. The drop-in removes the VIP after
+//!   keepalived exits, however it exits, and restarts keepalived for ever.
 
-use crate::cluster::{self, Cluster, Node, paths};
+use crate::apiserver_proxy;
+use crate::cluster::{self, Cluster, HealthCheck, Node, paths};
 use crate::error::InputError;
+
+/// How keepalived runs the health-check script (`vrrp_script`): the script's two requests
+/// take at most 1 s and 2 s.
+pub const TRACK_SCRIPT: HealthCheck = HealthCheck {
+    interval_seconds: 2,
+    timeout_seconds: 4,
+    fall: 3,
+    rise: 2,
+};
+
+/// VRRP's `advert_int`: the holder's adverts, every second.
+pub const ADVERT_INTERVAL_SECONDS: u32 = 1;
 
 /// The files keepalived needs on a control-plane node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +54,8 @@ pub struct KeepalivedFiles {
     /// `/etc/keepalived/check-apiserver.sh` (mode 0755, owned by root: keepalived's
     /// `enable_script_security` refuses a script others can write).
     pub check_script: String,
+    /// `/etc/systemd/system/keepalived.service.d/10-metalk8s.conf`.
+    pub drop_in: String,
 }
 
 /// The VRRP router id of a cluster: FNV-1a of its name, folded into 1–255.
@@ -82,10 +106,10 @@ global_defs {{
 
 vrrp_script apiserver {{
     script \"{script}\"
-    interval 2
-    timeout 3
-    fall 3
-    rise 2
+    interval {interval}
+    timeout {timeout}
+    fall {fall}
+    rise {rise}
 }}
 
 vrrp_instance apiserver_vip {{
@@ -94,7 +118,7 @@ vrrp_instance apiserver_vip {{
     interface {interface}
     virtual_router_id {router_id}
     priority {priority}
-    advert_int 1
+    advert_int {advert}
     unicast_src_ip {ip}
     check_unicast_src
     unicast_peer {{
@@ -111,19 +135,42 @@ vrrp_instance apiserver_vip {{
         script = paths::KEEPALIVED_CHECK,
         router_id = virtual_router_id(&cluster.name),
         ip = node.control_plane_ip,
+        interval = TRACK_SCRIPT.interval_seconds,
+        timeout = TRACK_SCRIPT.timeout_seconds,
+        fall = TRACK_SCRIPT.fall,
+        rise = TRACK_SCRIPT.rise,
+        advert = ADVERT_INTERVAL_SECONDS,
     );
     let check_script = format!(
         "\
 #!/bin/sh
-# Written by metalk8s: is this node's API server ready? keepalived gives the VIP up when not.
+# Written by metalk8s: can this node serve the VIP? Its haproxy carries the VIP's connections,
+# to this node's API server while that is ready. keepalived gives the VIP up when either fails.
+curl --silent --show-error --fail --max-time 1 http://127.0.0.1:{health}/healthz -o /dev/null &&
 exec curl --silent --show-error --fail --max-time 2 --cacert {ca} https://{address}/readyz -o /dev/null
 ",
+        health = apiserver_proxy::HEALTH_PORT,
         ca = paths::CA_CERT,
         address = cluster::host_port(node.control_plane_ip, cluster::APISERVER_PORT),
+    );
+    let drop_in = format!(
+        "\
+# Written by metalk8s: keepalived comes back whatever happened, and never leaves the VIP behind.
+[Unit]
+StartLimitIntervalSec=0
+
+[Service]
+Restart=always
+RestartSec=1s
+# keepalived removes the VIP when it stops, not when it is killed: another node would take
+# the VIP while this one still answers for it.
+ExecStopPost=-ip address del {vip}/{prefix} dev {interface}
+"
     );
     Ok(Some(KeepalivedFiles {
         config,
         check_script,
+        drop_in,
     }))
 }
 

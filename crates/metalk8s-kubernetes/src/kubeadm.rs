@@ -42,11 +42,19 @@ pub const DISABLED_ADDONS: &[(&str, &str)] = &[(
     "kubeadm's kube-proxy ConfigMap is one configuration for every node, so it cannot bind kube-proxy's health and metrics servers to each node's control-plane IP; metalk8s places a per-node KubeProxyConfiguration and runs kube-proxy as its own DaemonSet that reads it (crate::kube_proxy)",
 )];
 
-/// Preflight errors ignored on `kubeadm init` (none: every check runs and must pass).
+/// Preflight errors ignored on `kubeadm init` (none but [`IGNORED_PREFLIGHT_WITH_VIP`]).
 pub const IGNORED_PREFLIGHT_INIT: &[(&str, &str)] = &[];
 
-/// Preflight errors ignored on `kubeadm join --control-plane` (none).
+/// Preflight errors ignored on `kubeadm join --control-plane` (none but
+/// [`IGNORED_PREFLIGHT_WITH_VIP`]).
 pub const IGNORED_PREFLIGHT_CONTROL_PLANE_JOIN: &[(&str, &str)] = &[];
+
+/// Preflight errors also ignored on a control plane's `kubeadm init` or `join` when the
+/// cluster has a VIP, and why.
+pub const IGNORED_PREFLIGHT_WITH_VIP: &[(&str, &str)] = &[(
+    "Port-6443",
+    "haproxy serves the VIP on VIP:6443 on every control plane before kubeadm runs (crate::apiserver_proxy), and kubeadm's check listens on port 6443 of every address, so it would always fail; kube-apiserver binds the node's control-plane IP only, where nothing else listens (metalk8s's precheck finds port 6443 free before the deploy)",
+)];
 
 /// Preflight errors ignored on a worker's `kubeadm join`, and why.
 pub const IGNORED_PREFLIGHT_WORKER_JOIN: &[(&str, &str)] = &[(
@@ -340,7 +348,10 @@ pub fn init_files(
             groups: vec![BOOTSTRAP_TOKEN_GROUP.to_owned()],
         }],
         dry_run: false,
-        node_registration: node_registration(node, IGNORED_PREFLIGHT_INIT),
+        node_registration: node_registration(
+            node,
+            ignored_preflight(cluster, node, IGNORED_PREFLIGHT_INIT),
+        ),
         local_api_endpoint: local_endpoint(node),
         certificate_key: None,
         skip_phases: SKIPPED_INIT_PHASES
@@ -380,7 +391,7 @@ pub fn join_files(
         api_version: supported.kubeadm_api,
         kind: "JoinConfiguration",
         dry_run: false,
-        node_registration: node_registration(node, ignored),
+        node_registration: node_registration(node, ignored_preflight(cluster, node, ignored)),
         ca_cert_path: paths::CA_CERT.to_owned(),
         discovery: Discovery {
             bootstrap_token: BootstrapTokenDiscovery {
@@ -558,7 +569,21 @@ fn json_text(value: &Value) -> String {
     text
 }
 
-fn node_registration(node: &Node, ignored: &[(&str, &str)]) -> NodeRegistrationOptions {
+/// The preflight errors `node`'s kubeadm run ignores: `base`, and on a control plane of a
+/// cluster with a VIP, [`IGNORED_PREFLIGHT_WITH_VIP`].
+fn ignored_preflight(cluster: &Cluster, node: &Node, base: &[(&str, &str)]) -> Vec<String> {
+    let with_vip = if cluster.api_server_vip.is_some() && node.is_control_plane() {
+        IGNORED_PREFLIGHT_WITH_VIP
+    } else {
+        &[]
+    };
+    base.iter()
+        .chain(with_vip)
+        .map(|(name, _)| (*name).to_owned())
+        .collect()
+}
+
+fn node_registration(node: &Node, ignore_preflight_errors: Vec<String>) -> NodeRegistrationOptions {
     NodeRegistrationOptions {
         name: node.name.clone(),
         cri_socket: paths::CRI_SOCKET.to_owned(),
@@ -567,7 +592,7 @@ fn node_registration(node: &Node, ignored: &[(&str, &str)]) -> NodeRegistrationO
             .map(TaintSpec::from)
             .collect(),
         kubelet_extra_args: vec![Arg::new("node-ip", node.control_plane_ip.to_string())],
-        ignore_preflight_errors: ignored.iter().map(|(name, _)| (*name).to_owned()).collect(),
+        ignore_preflight_errors,
         // The images are in the bootstrap registry before any node pulls.
         image_pull_policy: "IfNotPresent",
     }

@@ -59,6 +59,10 @@ fn rendered() -> String {
         &format!("{} check-apiserver.sh", first.name),
         &keepalived.check_script,
     );
+    file(
+        &format!("{} keepalived.service.d/10-metalk8s.conf", first.name),
+        &keepalived.drop_in,
+    );
     file("audit policy", &yaml::documents(&[audit::policy()]));
     file(
         "objects",
