@@ -201,28 +201,11 @@ impl Executor<'_> {
         self.progress.phase_started(phase);
         let mut hosts = Vec::new();
         for (host_plan, observation) in phase.hosts.iter().zip(seen) {
-            let fingerprints: BTreeMap<&str, String> = host_plan
-                .steps
-                .iter()
-                .map(|step| (step.id.as_str(), fingerprint(step)))
-                .collect();
+            let fingerprints = fingerprints(host_plan);
             let mut steps = observation.steps.clone();
             for report in &mut steps {
-                let key = StepKey {
-                    phase: phase.name.to_string(),
-                    node: host_plan.node.clone(),
-                    step: report.step.clone(),
-                    fingerprint: fingerprints
-                        .get(report.step.as_str())
-                        .cloned()
-                        .unwrap_or_default(),
-                };
-                report.resumed = self
-                    .interrupted
-                    .is_some_and(|i| i.completed.contains(&key) && report.outcome.succeeded());
-                if !self.dry_run {
-                    self.record(key, report);
-                }
+                let key = self.mark(phase.name.as_str(), host_plan, &fingerprints, report);
+                self.record(key, report);
                 self.progress.step_finished(&host_plan.node, report);
             }
             let report = HostReport {
@@ -333,27 +316,9 @@ impl Executor<'_> {
             self.dry_run,
             host_plan.steps.clone(),
         );
-        let fingerprints: BTreeMap<&str, String> = host_plan
-            .steps
-            .iter()
-            .map(|step| (step.id.as_str(), fingerprint(step)))
-            .collect();
+        let fingerprints = fingerprints(host_plan);
         let node = host_plan.node.as_str();
-        let mark = |report: &mut StepReport| {
-            let key = StepKey {
-                phase: phase.to_owned(),
-                node: node.to_owned(),
-                step: report.step.clone(),
-                fingerprint: fingerprints
-                    .get(report.step.as_str())
-                    .cloned()
-                    .unwrap_or_default(),
-            };
-            report.resumed = self
-                .interrupted
-                .is_some_and(|i| i.completed.contains(&key) && report.outcome.succeeded());
-            key
-        };
+        let mark = |report: &mut StepReport| self.mark(phase, host_plan, &fingerprints, report);
         let on_event = |event: AgentEvent| match event {
             AgentEvent::Started { step } => self.progress.step_started(node, &step),
             AgentEvent::Finished(mut report) => {
@@ -370,6 +335,31 @@ impl Executor<'_> {
         Ok(reports)
     }
 
+    /// A step's journal key; a step the interrupted run had completed, and that succeeded
+    /// again, is marked `resumed`.
+    fn mark(
+        &self,
+        phase: &str,
+        host_plan: &HostPlan,
+        fingerprints: &BTreeMap<&str, String>,
+        report: &mut StepReport,
+    ) -> StepKey {
+        let key = StepKey {
+            phase: phase.to_owned(),
+            node: host_plan.node.clone(),
+            step: report.step.clone(),
+            fingerprint: fingerprints
+                .get(report.step.as_str())
+                .cloned()
+                .unwrap_or_default(),
+        };
+        report.resumed = self
+            .interrupted
+            .is_some_and(|i| i.completed.contains(&key) && report.outcome.succeeded());
+        key
+    }
+
+    /// Not written on a dry run (there is no journal then).
     fn record(&self, key: StepKey, report: &StepReport) {
         let Some(journal) = self.journal else {
             return;
@@ -387,6 +377,15 @@ impl Executor<'_> {
             eprintln!("warning: {}", error_chain(&error));
         }
     }
+}
+
+/// Each step's fingerprint, by step id.
+fn fingerprints(host_plan: &HostPlan) -> BTreeMap<&str, String> {
+    host_plan
+        .steps
+        .iter()
+        .map(|step| (step.id.as_str(), fingerprint(step)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -520,6 +519,16 @@ mod tests {
     struct CountingGate {
         passes: usize,
         checks: Mutex<usize>,
+    }
+
+    impl CountingGate {
+        /// Passes every check a test makes, counting them.
+        fn passing() -> Self {
+            CountingGate {
+                passes: usize::MAX,
+                checks: Mutex::new(0),
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -774,10 +783,7 @@ mod tests {
     async fn a_converged_plan_is_one_observation_per_host_and_no_gate() {
         let n1 = observed_node("n1", StepOutcome::Unchanged, StepOutcome::Unchanged);
         let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
-        let gate = CountingGate {
-            passes: 10,
-            checks: Mutex::new(0),
-        };
+        let gate = CountingGate::passing();
         let report = execute_observing(&n1, &n2, &gate).await;
         assert!(report.succeeded);
         for host in [&n1, &n2] {
@@ -812,10 +818,7 @@ mod tests {
         };
         let n1 = observed_node("n1", would, changed);
         let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
-        let gate = CountingGate {
-            passes: 10,
-            checks: Mutex::new(0),
-        };
+        let gate = CountingGate::passing();
         let report = execute_observing(&n1, &n2, &gate).await;
         assert!(report.succeeded);
         // Both phases applied on both hosts (the first changed something), each batch of
@@ -845,10 +848,7 @@ mod tests {
                 .otherwise(Output::ok("metalk8s 0.1.0\n")),
         );
         let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
-        let gate = CountingGate {
-            passes: 10,
-            checks: Mutex::new(0),
-        };
+        let gate = CountingGate::passing();
         let report = execute_observing(&n1, &n2, &gate).await;
         assert!(report.succeeded);
         assert_eq!(count(&n1, "agent apply"), 2);
