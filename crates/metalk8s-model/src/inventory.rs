@@ -78,6 +78,18 @@ pub struct Proxy {
     pub no_proxy: Vec<String>,
 }
 
+impl Proxy {
+    /// Whether a proxy URL carries a user (and maybe a password):
+    /// `http://user:pw@host:port`. Files holding such a URL are secrets.
+    pub fn has_credentials(&self) -> bool {
+        [&self.http, &self.https].into_iter().flatten().any(|url| {
+            url.split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or_default().contains('@'))
+                .unwrap_or(false)
+        })
+    }
+}
+
 /// Cluster-wide SSH settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

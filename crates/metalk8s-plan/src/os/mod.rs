@@ -184,22 +184,12 @@ fn package_proxy(steps: &mut Steps, cluster: &Cluster, family: &Family) -> Optio
     let (id, mut resource) = file(path, content, 0o644);
     // A proxy password is readable by root only, and never shown, diffed or backed up.
     if let Resource::File(file) = &mut resource
-        && [&proxy.http, &proxy.https]
-            .into_iter()
-            .flatten()
-            .any(|url| has_credentials(url))
+        && proxy.has_credentials()
     {
         file.mode = 0o600;
         file.secret = true;
     }
     Some(steps.add((id, resource)))
-}
-
-/// Whether a proxy URL carries a user (and maybe a password): `http://user:pw@host:port`.
-fn has_credentials(url: &str) -> bool {
-    url.split_once("://")
-        .map(|(_, rest)| rest.split('/').next().unwrap_or_default().contains('@'))
-        .unwrap_or(false)
 }
 
 /// chrony's configuration comes after the package: dpkg would otherwise find a changed
