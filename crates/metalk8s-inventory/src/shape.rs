@@ -274,6 +274,7 @@ pub(crate) static NETWORKS: StructShape = StructShape {
         required("workloadPlane", CIDRS, "[10.20.0.0/16]"),
         optional("pods", Shape::Cidr, "10.233.0.0/16"),
         optional("services", Shape::Cidr, "10.96.0.0/12"),
+        optional("apiServerVIP", Shape::Ip, "10.10.0.10"),
     ],
 };
 

@@ -56,6 +56,15 @@ pub struct Networks {
     /// Service CIDR handed to the API server.
     #[serde(default = "default_services")]
     pub services: IpNet,
+    /// A virtual IP for clients outside the cluster to reach the API servers, held by
+    /// keepalived on the control-plane nodes. Inside a control-plane CIDR and no node's
+    /// address. Without it, clients use a control-plane node's address.
+    #[serde(
+        default,
+        rename = "apiServerVIP",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_server_vip: Option<IpAddr>,
 }
 
 fn default_pods() -> IpNet {

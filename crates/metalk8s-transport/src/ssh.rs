@@ -729,6 +729,7 @@ mod tests {
                 workload_plane: vec!["192.0.2.0/24".parse().expect("cidr")],
                 pods: "10.233.0.0/16".parse().expect("cidr"),
                 services: "10.96.0.0/12".parse().expect("cidr"),
+                api_server_vip: None,
             },
             proxy: None,
             ssh: SshSettings {

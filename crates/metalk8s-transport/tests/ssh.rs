@@ -392,6 +392,7 @@ fn inventory(nodes: &[(&str, u16)], identity_file: String, known_hosts_file: Str
             workload_plane: vec![cidr("127.0.0.0/8")],
             pods: cidr("10.233.0.0/16"),
             services: cidr("10.96.0.0/12"),
+            api_server_vip: None,
         },
         proxy: None,
         ssh: SshSettings {
