@@ -237,6 +237,13 @@ impl Executor<'_> {
                     .filter(|b| !b.is_empty())
                     .collect()
             }
+            Rollout::OneAtATimeFirst { count } => {
+                let (serial, rest) = phase.hosts.split_at(phase.hosts.len().min(count as usize));
+                serial
+                    .chunks(1)
+                    .chain([rest].into_iter().filter(|b| !b.is_empty()))
+                    .collect()
+            }
         };
         let mut hosts = Vec::new();
         let mut gates = Vec::new();
@@ -607,6 +614,38 @@ mod tests {
             [
                 &vec!["n1".to_owned()],
                 &vec!["n2".to_owned(), "n3".to_owned()]
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn control_planes_go_one_at_a_time_then_the_others_together() {
+        let names = ["cp1", "cp2", "w1", "w2"];
+        let hosts: BTreeMap<String, Arc<dyn Host>> = names
+            .iter()
+            .map(|n| ((*n).to_owned(), node(n, StepOutcome::Unchanged)))
+            .collect();
+        let gate = CountingGate {
+            passes: 3,
+            checks: Mutex::new(0),
+        };
+        let seen = Seen::default();
+        let report = execute_gated(
+            hosts,
+            &plan(Rollout::OneAtATimeFirst { count: 2 }, &names),
+            &seen,
+            Some(&gate),
+        )
+        .await;
+        let phase = &report.phases[0];
+        assert!(phase.completed, "{:?}", phase.gates);
+        let after: Vec<&Vec<String>> = phase.gates.iter().map(|g| &g.after).collect();
+        assert_eq!(
+            after,
+            [
+                &vec!["cp1".to_owned()],
+                &vec!["cp2".to_owned()],
+                &vec!["w1".to_owned(), "w2".to_owned()]
             ]
         );
     }

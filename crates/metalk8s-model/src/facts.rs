@@ -33,6 +33,23 @@ pub struct Facts {
     pub resolved: BTreeMap<String, Vec<IpAddr>>,
     /// Block devices asked about, by the path given in the inventory.
     pub devices: BTreeMap<String, DeviceFacts>,
+    /// What kubeadm has already done on the node.
+    #[serde(default)]
+    pub kubernetes: KubernetesFacts,
+}
+
+/// Written by metalk8s on a node once its `kubeadm init` or `kubeadm join` succeeded. Not
+/// kubeadm's own files: kubeadm writes them part way through, so a failed run would look
+/// done.
+pub const KUBEADM_DONE_MARKER: &str = "/etc/kubernetes/kubeadm/joined";
+
+/// What kubeadm has already done on the node: the planner runs `kubeadm init` or `join`
+/// only where it has not succeeded yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesFacts {
+    /// [`KUBEADM_DONE_MARKER`] exists: the node has joined the cluster (or created it).
+    pub joined: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

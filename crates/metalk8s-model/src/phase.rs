@@ -23,15 +23,19 @@ pub enum PhaseName {
     Etcd,
     /// containerd from the repository, with the bootstrap registry as its mirror.
     Containerd,
+    /// Kubernetes with kubeadm: the local API server proxy, the kubelet, the control
+    /// plane on external etcd, every node joined.
+    Kubernetes,
 }
 
 impl PhaseName {
     /// Every phase, in the order they run.
-    pub const ALL: [PhaseName; 4] = [
+    pub const ALL: [PhaseName; 5] = [
         PhaseName::Os,
         PhaseName::Repository,
         PhaseName::Etcd,
         PhaseName::Containerd,
+        PhaseName::Kubernetes,
     ];
 
     /// The name `--phase` takes and plans, reports and journals show.
@@ -41,6 +45,7 @@ impl PhaseName {
             PhaseName::Repository => "repository",
             PhaseName::Etcd => "etcd",
             PhaseName::Containerd => "containerd",
+            PhaseName::Kubernetes => "kubernetes",
         }
     }
 

@@ -65,6 +65,9 @@ pub enum Rollout {
     /// The first host alone (the one the others depend on, e.g. the bootstrap node serving
     /// the repository), then every other at once; the phase's gate runs after each group.
     FirstAlone,
+    /// The first `count` hosts one at a time (control planes, each checked before the next
+    /// changes), then every other at once; the phase's gate runs after each group.
+    OneAtATimeFirst { count: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

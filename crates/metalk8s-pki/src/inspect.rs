@@ -77,6 +77,15 @@ impl CertInfo {
             .unwrap_or_default()
     }
 
+    /// kubeadm's pin of a CA (`caCertHashes`, `--discovery-token-ca-cert-hash`): `sha256:`
+    /// and the hex sha256 of the certificate's DER SubjectPublicKeyInfo.
+    pub fn kubeadm_pin(&self) -> String {
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(self.public_key_der()))
+        )
+    }
+
     /// Whether `authority`'s key produced this certificate's signature (and its issuer
     /// name is the authority's subject): a cryptographic check, not a path validation.
     pub fn is_signed_by(&self, authority: &CertInfo) -> bool {
@@ -276,6 +285,44 @@ mod tests {
             .unwrap()
             .info()
             .clone()
+    }
+
+    /// The pin kubeadm computes (`openssl x509 -pubkey | openssl pkey -pubin -outform der
+    /// | sha256sum`, kubeadm's documented recipe) when openssl is there to ask.
+    #[test]
+    fn the_kubeadm_pin_is_the_sha256_of_the_public_key_info() {
+        let authority = CertificateAuthority::generate(
+            Authority::Kubernetes,
+            &IssueOptions::default(),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let pin = authority.info().kubeadm_pin();
+        assert!(pin.starts_with("sha256:") && pin.len() == 7 + 64, "{pin}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        std::fs::write(&path, authority.cert_pem()).unwrap();
+        let script = format!(
+            "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum",
+            path.display()
+        );
+        let Ok(output) = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+        else {
+            eprintln!("skipped the comparison with openssl: no shell");
+            return;
+        };
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || text.trim().is_empty() {
+            eprintln!("skipped the comparison with openssl: not installed");
+            return;
+        }
+        assert_eq!(
+            pin,
+            format!("sha256:{}", text.split_whitespace().next().unwrap())
+        );
     }
 
     #[test]

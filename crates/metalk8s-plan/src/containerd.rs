@@ -35,6 +35,7 @@ pub(crate) const UNIT: PhaseUnit = PhaseUnit {
         pki: false,
         staged_bundle: true,
         etcd_state: false,
+        join_token: false,
     },
     gate: HealthGate::ContainerdAnswers,
     plan: phase,

@@ -78,4 +78,49 @@ pub enum PlanError {
         os_id: String,
         version: String,
     },
+
+    #[error("the staged bundle {bundle} cannot install Kubernetes; missing: {missing}")]
+    #[diagnostic(
+        code(plan::not_a_kubernetes_bundle),
+        help(
+            "build a Kubernetes bundle from a spec shipped in the repository (`metalk8s bundle build --spec bundles/kubernetes-<minor>.yaml …`, docs/bundle.md) and deploy it with `--bundle`; or leave the phase out (`--phase os,repository,etcd,containerd`)"
+        )
+    )]
+    NotAKubernetesBundle { bundle: String, missing: String },
+
+    #[error("Kubernetes: {problem}")]
+    #[diagnostic(code(plan::kubernetes), help("{hint}"))]
+    Kubernetes { problem: String, hint: String },
+
+    #[error("node `{node}` has not joined Kubernetes and the deploy has no bootstrap token for it")]
+    #[diagnostic(
+        code(plan::no_join_token),
+        help(
+            "the deploy creates a bootstrap token when a node has not joined; plan the `kubernetes` phase with the other inputs the deploy gathers (`metalk8s plan`, `metalk8s deploy`)"
+        )
+    )]
+    NoJoinToken { node: String },
+}
+
+impl PlanError {
+    /// The Kubernetes renderers' refusal, with its hint.
+    pub(crate) fn kubernetes(error: metalk8s_kubernetes::InputError) -> PlanError {
+        let hint = match &error {
+            metalk8s_kubernetes::InputError::Version(version) => version.hint(),
+            metalk8s_kubernetes::InputError::NoControlPlane => {
+                "give at least one node the `control-plane` role".to_owned()
+            }
+            metalk8s_kubernetes::InputError::NoEtcdEndpoint => {
+                "give at least one node the `etcd` role".to_owned()
+            }
+            metalk8s_kubernetes::InputError::NoInterface { .. } => {
+                "keepalived puts the VIP on the interface holding the node's control-plane IP; check that the address is configured on the node (`ip -o addr`)".to_owned()
+            }
+            _ => "check `networks` in the inventory (`metalk8s inventory check`)".to_owned(),
+        };
+        PlanError::Kubernetes {
+            problem: error.to_string(),
+            hint,
+        }
+    }
 }

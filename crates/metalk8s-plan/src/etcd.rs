@@ -35,6 +35,7 @@ pub(crate) const UNIT: PhaseUnit = PhaseUnit {
         pki: true,
         staged_bundle: false,
         etcd_state: true,
+        join_token: false,
     },
     gate: HealthGate::EtcdHealthy,
     plan: phase,

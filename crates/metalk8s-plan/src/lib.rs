@@ -21,6 +21,7 @@ mod address;
 mod containerd;
 mod error;
 mod etcd;
+pub mod kubernetes;
 mod os;
 pub mod phases;
 mod repository;
@@ -35,6 +36,7 @@ use metalk8s_model::{Facts, PhaseName};
 
 pub use address::{control_plane_ip, control_plane_ips};
 pub use error::PlanError;
+pub use kubernetes::JoinCredentials;
 pub use metalk8s_model::plan::Plan;
 pub use phases::{HealthGate, Needs, PhaseUnit};
 
@@ -54,6 +56,9 @@ pub struct Inputs {
     /// Where the metalk8s binary (the agent) is on every node; `metalk8s-repo.service`
     /// runs it.
     pub agent_path: String,
+    /// The bootstrap token for the nodes that have not joined Kubernetes yet; `None` when
+    /// every node has.
+    pub join: Option<JoinCredentials>,
 }
 
 /// A bundle staged on the bootstrap node (`deploy --bundle`), as its manifest describes it.
@@ -67,6 +72,19 @@ pub struct StagedBundle {
     pub images: Vec<BundleImage>,
     /// The names of its `.deb` packages.
     pub packages: Vec<String>,
+    /// Its binaries (`kubeadm`, `kubelet`…), served by the repository under `/files/`.
+    pub binaries: Vec<BundleBinary>,
+    /// The Kubernetes release its binaries and images are, when it carries one.
+    pub kubernetes_version: Option<String>,
+}
+
+/// A binary of the staged bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleBinary {
+    pub name: String,
+    pub version: String,
+    /// Hex sha256 of its content, from the manifest.
+    pub sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +107,7 @@ impl Inputs {
             etcd_running: needs.etcd_state && self.etcd_running,
             bundle: self.bundle.clone().filter(|_| needs.staged_bundle),
             agent_path: self.agent_path.clone(),
+            join: self.join.clone().filter(|_| needs.join_token),
         }
     }
 }
@@ -104,6 +123,11 @@ pub fn plan(
     phases: &[PhaseName],
 ) -> Result<Plan, PlanError> {
     let cluster = Cluster::new(inventory, facts)?;
+    // Asked for by name, the `kubernetes` phase must have something to install; planned
+    // with every phase it has no hosts without a Kubernetes bundle (its module says why).
+    if phases.contains(&PhaseName::Kubernetes) {
+        kubernetes::require_kubernetes_bundle(inputs)?;
+    }
     let phases = phases::select(phases)
         .into_iter()
         .map(|name| {

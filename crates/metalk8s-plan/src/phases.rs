@@ -36,6 +36,8 @@ pub struct Needs {
     pub staged_bundle: bool,
     /// Whether etcd already holds data ([`Inputs::etcd_running`]).
     pub etcd_state: bool,
+    /// A bootstrap token when a node has not joined Kubernetes yet ([`Inputs::join`]).
+    pub join_token: bool,
 }
 
 impl Needs {
@@ -44,6 +46,7 @@ impl Needs {
             pki: self.pki || other.pki,
             staged_bundle: self.staged_bundle || other.staged_bundle,
             etcd_state: self.etcd_state || other.etcd_state,
+            join_token: self.join_token || other.join_token,
         }
     }
 
@@ -67,6 +70,9 @@ pub enum HealthGate {
     EtcdHealthy,
     /// containerd answers on its socket on every host of the batch.
     ContainerdAnswers,
+    /// Every control plane of the batch answers `/readyz` through its local API server
+    /// proxy, and every node of the batch is registered with the cluster.
+    KubernetesNodes,
 }
 
 /// The unit of `phase`.
@@ -76,6 +82,7 @@ pub fn unit(phase: PhaseName) -> &'static PhaseUnit {
         PhaseName::Repository => &crate::repository::UNIT,
         PhaseName::Etcd => &crate::etcd::UNIT,
         PhaseName::Containerd => &crate::containerd::UNIT,
+        PhaseName::Kubernetes => &crate::kubernetes::UNIT,
     }
 }
 

@@ -32,6 +32,7 @@ pub(crate) const UNIT: PhaseUnit = PhaseUnit {
         pki: true,
         staged_bundle: true,
         etcd_state: false,
+        join_token: false,
     },
     gate: HealthGate::RegistryAnswers,
     plan: phase,

@@ -232,7 +232,7 @@ fn phases(inventory: &metalk8s_model::Inventory, cluster: &Cluster) -> Vec<Phase
         .into_iter()
         .filter(|phase| match phase {
             PhaseName::Etcd => !dnf_etcd,
-            PhaseName::Repository | PhaseName::Containerd => !dnf_node,
+            PhaseName::Repository | PhaseName::Containerd | PhaseName::Kubernetes => !dnf_node,
             PhaseName::Os => true,
         })
         .collect()
@@ -277,6 +277,16 @@ proptest! {
                     prop_assert_eq!(hosts[0], bootstrap.as_str());
                 }
                 PhaseName::Os | PhaseName::Containerd => prop_assert_eq!(&hosts, &names),
+                // Control planes first (one at a time), then the others, in inventory order.
+                PhaseName::Kubernetes => {
+                    let control_planes: Vec<&str> = inventory
+                        .nodes_with(metalk8s_model::inventory::Role::ControlPlane)
+                        .map(|node| node.name.as_str())
+                        .collect();
+                    let others = names.iter().filter(|name| !control_planes.contains(name));
+                    let expected: Vec<&str> = control_planes.iter().copied().chain(others.copied()).collect();
+                    prop_assert_eq!(&hosts, &expected);
+                }
             }
         }
     }
@@ -336,8 +346,10 @@ proptest! {
         for host in plan.phases.iter().flat_map(|phase| &phase.hosts) {
             for step in &host.steps {
                 if let Resource::File(file) = &step.resource {
-                    // Every key, and only keys, is secret (never shown, never backed up), 0600.
-                    prop_assert_eq!(file.secret, file.path.ends_with(".key"), "{}: {}", host.node, &file.path);
+                    // Every key, and only keys and kubeadm's configurations (they hold the
+                    // bootstrap token), is secret (never shown, never backed up), 0600.
+                    let kubeadm_config = file.path.starts_with("/etc/kubernetes/kubeadm/") && file.path.ends_with(".yaml");
+                    prop_assert_eq!(file.secret, file.path.ends_with(".key") || kubeadm_config, "{}: {}", host.node, &file.path);
                     if file.secret {
                         prop_assert_eq!(file.mode, 0o600, "{}: {}", host.node, &file.path);
                     }

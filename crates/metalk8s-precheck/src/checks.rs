@@ -600,6 +600,7 @@ mod tests {
                     ..DeviceFacts::default()
                 },
             )]),
+            kubernetes: Default::default(),
         }
     }
 

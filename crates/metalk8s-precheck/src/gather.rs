@@ -47,10 +47,18 @@ const PLANNING_SCRIPT: &str = r#"export LC_ALL=C PATH=/usr/local/sbin:/usr/local
 echo @@hostname; hostname
 echo @@os; cat /etc/os-release 2>/dev/null
 echo @@kernel; uname -r
+echo @@cpus; nproc
+echo @@meminfo; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
 echo @@addresses; ip -o addr show 2>/dev/null
-echo @@end
 "#;
 
+/// What kubeadm has done on the node ([`metalk8s_model::facts::KubernetesFacts`]).
+fn kubernetes_section() -> String {
+    format!(
+        "echo @@kubernetes\n[ -e {marker} ] && echo joined\n",
+        marker = metalk8s_model::facts::KUBEADM_DONE_MARKER
+    )
+}
 #[derive(Debug, thiserror::Error)]
 pub enum GatherError {
     #[error(transparent)]
@@ -68,7 +76,7 @@ pub enum GatherError {
 /// The script run on each host. It only reads; it needs root for `ss -p` and `blkid -p`.
 pub fn gather_script(request: &GatherRequest) -> String {
     if request.planning_only {
-        return PLANNING_SCRIPT.to_owned();
+        return format!("{PLANNING_SCRIPT}{}echo @@end\n", kubernetes_section());
     }
     let mut script = String::from(
         r#"export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -89,6 +97,7 @@ fi
 "#,
     );
     script = script.replace("__PACKAGES__", &CONFLICTING_PACKAGES.join(" "));
+    script.push_str(&kubernetes_section());
     for name in &request.names {
         let quoted = quote(name);
         script.push_str(&format!(
@@ -146,6 +155,9 @@ pub fn parse_facts(output: &str) -> Result<Facts, String> {
             }
             "listening" => facts.listening = lines.iter().filter_map(|l| parse_ss(l)).collect(),
             "packages" => facts.packages = parse_packages(&lines),
+            "kubernetes" => {
+                facts.kubernetes.joined = lines.contains(&"joined");
+            }
             "resolve" => {
                 let addresses = lines.iter().filter_map(|l| l.trim().parse().ok()).collect();
                 facts.resolved.insert(unquote(argument), addresses);
@@ -389,6 +401,8 @@ size 2147483648
 lsblk /dev/vdc 
 lsblk /dev/vdc1 /mnt/data
 @@device /dev/vdz
+@@kubernetes
+joined
 @@end
 "#;
 
@@ -422,12 +436,21 @@ lsblk /dev/vdc1 /mnt/data
         assert_eq!(vdc.children, ["/dev/vdc1"]);
         assert_eq!(vdc.mountpoints, ["/mnt/data"]);
         assert!(!facts.devices["/dev/vdz"].exists);
+        assert!(facts.kubernetes.joined);
     }
 
     #[test]
     fn the_planning_script_reports_what_the_planner_reads() {
         let script = gather_script(&GatherRequest::for_planning());
-        for section in ["@@hostname", "@@os", "@@addresses", "@@end"] {
+        for section in [
+            "@@hostname",
+            "@@os",
+            "@@cpus",
+            "@@meminfo",
+            "@@addresses",
+            "@@kubernetes",
+            "@@end",
+        ] {
             assert!(script.contains(section), "{section}");
         }
         assert!(!script.contains("ss -H") && !script.contains("dpkg-query"));
@@ -439,6 +462,7 @@ lsblk /dev/vdc1 /mnt/data
         let facts = parse_facts(&String::from_utf8_lossy(&output.stdout)).unwrap();
         assert!(!facts.hostname.is_empty() && !facts.os.id.is_empty());
         assert!(facts.addresses.iter().any(|a| a.address.is_loopback()));
+        assert!(facts.cpus > 0 && facts.memory_bytes > 0);
     }
 
     #[test]

@@ -164,8 +164,14 @@ pub enum LabCommand {
 
 #[derive(Debug, Args)]
 pub struct PhaseSelection {
-    /// Only this phase (repeatable); all phases when omitted (docs/phases.md).
-    #[arg(long = "phase", value_name = "NAME", value_parser = phase_name())]
+    /// Only this phase (repeatable, or comma-separated); all phases when omitted
+    /// (docs/phases.md).
+    #[arg(
+        long = "phase",
+        value_name = "NAME",
+        value_parser = phase_name(),
+        value_delimiter = ','
+    )]
     pub phases: Vec<PhaseName>,
 }
 

@@ -31,6 +31,7 @@ pub(crate) const UNIT: PhaseUnit = PhaseUnit {
         pki: false,
         staged_bundle: false,
         etcd_state: false,
+        join_token: false,
     },
     gate: HealthGate::StepsOnly {
         why: "every step is observed again after it is applied, and no service of the phase is used by another node",

@@ -129,19 +129,55 @@ pub fn inputs(inventory: &Inventory) -> metalk8s_plan::Inputs {
         etcd_running: false,
         bundle: None,
         agent_path: "/var/lib/metalk8s/agent/metalk8s-0123456789abcdef".to_owned(),
+        join: Some(metalk8s_plan::JoinCredentials {
+            token: "abcdef.0123456789abcdef".to_owned(),
+            ca_cert_hash: format!("sha256:{}", "ab".repeat(32)),
+        }),
     }
 }
 
-/// A staged bundle with containerd and a `pause` image.
+/// A staged Kubernetes bundle, as one built from `bundles/kubernetes-1.36.yaml`: the
+/// packages, binaries and images the `containerd` and `kubernetes` phases install.
 pub fn bundle() -> metalk8s_plan::StagedBundle {
+    let image = |name: &str, tag: &str| metalk8s_plan::BundleImage {
+        name: name.to_owned(),
+        tag: tag.to_owned(),
+    };
+    let binary = |name: &str, digit: &str| metalk8s_plan::BundleBinary {
+        name: name.to_owned(),
+        version: "1.36.4".to_owned(),
+        sha256: digit.repeat(64),
+    };
     metalk8s_plan::StagedBundle {
-        version: "1.0.0".to_owned(),
-        dir: "/var/lib/metalk8s/bundles/1.0.0".to_owned(),
-        images: vec![metalk8s_plan::BundleImage {
-            name: "pause".to_owned(),
-            tag: "3.9".to_owned(),
-        }],
-        packages: vec!["containerd".to_owned(), "runc".to_owned()],
+        version: "1.36.4-1".to_owned(),
+        dir: "/var/lib/metalk8s/bundles/1.36.4-1".to_owned(),
+        images: vec![
+            image("coredns/coredns", "v1.13.1"),
+            image("kube-apiserver", "v1.36.4"),
+            image("kube-controller-manager", "v1.36.4"),
+            image("kube-proxy", "v1.36.4"),
+            image("kube-scheduler", "v1.36.4"),
+            image("pause", "3.10.2"),
+        ],
+        packages: [
+            "conntrack",
+            "containerd",
+            "ebtables",
+            "ethtool",
+            "haproxy",
+            "iptables",
+            "keepalived",
+            "runc",
+            "socat",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        binaries: vec![
+            binary("kubeadm", "a"),
+            binary("kubectl", "b"),
+            binary("kubelet", "c"),
+        ],
+        kubernetes_version: Some("1.36.4".to_owned()),
     }
 }
 

@@ -50,6 +50,9 @@ fn render_table(plan: &Plan) -> String {
             Rollout::Parallel => "all hosts at once".to_owned(),
             Rollout::Batches { size } => format!("{size} host(s) at a time"),
             Rollout::FirstAlone => "the first host alone, then the others".to_owned(),
+            Rollout::OneAtATimeFirst { count } => {
+                format!("the first {count} hosts one at a time, then the others")
+            }
         };
         let unit = metalk8s_plan::phases::unit(phase.name);
         writeln!(out, "phase {}: {} ({rollout})", phase.name, unit.summary).unwrap();

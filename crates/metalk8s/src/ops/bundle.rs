@@ -49,6 +49,8 @@ pub fn staged_bundle(manifest: &Manifest) -> StagedBundle {
             })
             .collect(),
         packages: manifest.packages().into_iter().map(str::to_owned).collect(),
+        binaries: Vec::new(),
+        kubernetes_version: manifest.kubernetes_version().map(str::to_owned),
     }
 }
 

@@ -12,9 +12,10 @@ use metalk8s_engine::poll::SystemClock;
 use metalk8s_engine::report::DeployReport;
 use metalk8s_model::PhaseName;
 use metalk8s_model::inventory::Inventory;
+use metalk8s_model::inventory::Role;
 use metalk8s_model::plan::{Plan, Resource};
 use metalk8s_pki::{PkiAction, PkiResponse};
-use metalk8s_transport::{ConnectOptions, Host};
+use metalk8s_transport::{Command, ConnectOptions, Host};
 
 use crate::exit::Failure;
 use crate::ops::bundle::BundleSource;
@@ -138,7 +139,7 @@ pub async fn deploy(
     let run = run_id();
     let progress = DeployProgress::new();
     if request.dry_run {
-        let (plan, pki) = make_plan(inventory, request, &session, &binary).await?;
+        let (plan, pki, _) = make_plan(inventory, request, &session, &binary).await?;
         let executor = executor(
             &session.hosts,
             &binary,
@@ -170,7 +171,7 @@ pub async fn deploy(
         );
     }
     let locked = async {
-        let (plan, pki) = make_plan(inventory, request, &session, &binary).await?;
+        let (plan, pki, join_token) = make_plan(inventory, request, &session, &binary).await?;
         let interrupted = journal.interrupted().map_err(Failure::error)?;
         if let Some(interrupted) = &interrupted {
             eprintln!(
@@ -195,6 +196,10 @@ pub async fn deploy(
                 .and_then(|node| addresses.get(&node.name))
                 .map(|ip| (bootstrap.clone(), *ip)),
             etcd: super::etcd::cluster(inventory, &session.hosts, &session.facts),
+            control_planes: inventory
+                .nodes_with(Role::ControlPlane)
+                .map(|node| node.name.clone())
+                .collect(),
             clock: &SystemClock,
         };
         let mut executor = executor(
@@ -209,6 +214,9 @@ pub async fn deploy(
         );
         executor.gate = Some(&gates);
         let report = executor.execute(&plan).await;
+        if let Some(token) = &join_token {
+            delete_join_token(inventory, &session, token).await;
+        }
         journal
             .record(&Entry::RunFinished {
                 run: run.clone(),
@@ -225,13 +233,48 @@ pub async fn deploy(
     locked
 }
 
-/// The plan of the phases asked for, with what the PKI store answered when they need it.
+/// Deletes the bootstrap token of this deploy's joins from the cluster, through the first
+/// control plane that has joined. A failure is only reported: the token expires by itself
+/// ([`metalk8s_plan::kubernetes::JOIN_TOKEN_TTL`]).
+async fn delete_join_token(inventory: &Inventory, session: &session::Session, token: &str) {
+    let Some(host) = inventory
+        .nodes_with(Role::ControlPlane)
+        .find_map(|node| session.hosts.get(&node.name))
+    else {
+        return;
+    };
+    // The token's id is the part before the dot: deleting by id never puts the secret on
+    // a command line that does not already hold it.
+    let id = token.split('.').next().unwrap_or(token);
+    let command = Command::new(format!(
+        "if [ -e {marker} ]; then kubeadm token delete {id} --kubeconfig /etc/kubernetes/admin.conf; fi",
+        marker = metalk8s_model::facts::KUBEADM_DONE_MARKER
+    ))
+    .as_root();
+    match host.run(&command).await {
+        Ok(output) if output.success() => {}
+        Ok(output) => eprintln!(
+            "warning: the joins' bootstrap token {id} could not be deleted on {} ({}); it expires within {}",
+            host.name(),
+            output.stderr_text().trim(),
+            metalk8s_plan::kubernetes::JOIN_TOKEN_TTL
+        ),
+        Err(error) => eprintln!(
+            "warning: the joins' bootstrap token {id} could not be deleted on {} ({error}); it expires within {}",
+            host.name(),
+            metalk8s_plan::kubernetes::JOIN_TOKEN_TTL
+        ),
+    }
+}
+
+/// The plan of the phases asked for, with what the PKI store answered when they need it
+/// and the bootstrap token made for the joins, if any.
 async fn make_plan(
     inventory: &Inventory,
     request: &DeployRequest,
     session: &session::Session,
     binary: &AgentBinary,
-) -> Result<(Plan, Option<PkiResponse>), Failure> {
+) -> Result<(Plan, Option<PkiResponse>, Option<String>), Failure> {
     let options = GatherOptions {
         pki: request.pki,
         dry_run: request.dry_run,
@@ -256,7 +299,12 @@ async fn make_plan(
             .collect();
         keep_phases_placing(&mut plan, &renewed);
     }
-    Ok((limit_plan(plan, &request.limit, inventory)?, gathered.pki))
+    let join_token = gathered.inputs.join.map(|join| join.token);
+    Ok((
+        limit_plan(plan, &request.limit, inventory)?,
+        gathered.pki,
+        join_token,
+    ))
 }
 
 /// Keeps the phases whose plan places one of `files` (node, path) on its node: the phases

@@ -24,6 +24,11 @@ pub const ETCD_PATIENCE: Patience = Patience::new(Duration::from_secs(180), Dura
 /// How long the containerd gate waits for containerd to answer on a node.
 pub const CONTAINERD_PATIENCE: Patience =
     Patience::new(Duration::from_secs(30), Duration::from_secs(1));
+/// How long the Kubernetes gate waits for an API server to be ready, or a node to be
+/// registered (`kubeadm` returns once the kubelet has its credentials; its first status
+/// follows within seconds).
+pub const KUBERNETES_PATIENCE: Patience =
+    Patience::new(Duration::from_secs(180), Duration::from_secs(2));
 
 /// What the gates check, connected.
 pub struct DeployGates<'a> {
@@ -31,6 +36,8 @@ pub struct DeployGates<'a> {
     /// The bootstrap node and its control-plane address, where the registry listens.
     pub registry: Option<(Arc<dyn Host>, IpAddr)>,
     pub etcd: EtcdCluster,
+    /// The control-plane nodes, in inventory order: they answer the Kubernetes API.
+    pub control_planes: Vec<String>,
     pub clock: &'a dyn Clock,
 }
 
@@ -42,6 +49,7 @@ impl Gate for DeployGates<'_> {
             HealthGate::RegistryAnswers => Some(self.registry_answers().await),
             HealthGate::EtcdHealthy => Some(self.etcd_healthy().await),
             HealthGate::ContainerdAnswers => Some(self.containerd_answers(batch).await),
+            HealthGate::KubernetesNodes => Some(self.kubernetes_nodes(batch).await),
         }
     }
 }
@@ -156,6 +164,145 @@ impl DeployGates<'_> {
     }
 }
 
+/// `kubectl` on a control plane, as cluster admin, through the node's local API server
+/// proxy: what the node's own components see.
+fn kubectl(arguments: &str) -> Command {
+    Command::new(format!(
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://{endpoint} --request-timeout=5s {arguments}",
+        endpoint = metalk8s_kubernetes::kubeadm::control_plane_endpoint(),
+    ))
+    .as_root()
+    .timeout(Duration::from_secs(15))
+}
+
+impl DeployGates<'_> {
+    /// Every control plane of the batch answers `/readyz` through its local proxy, then
+    /// every node of the batch is registered (asked of the first control plane that
+    /// answers). Nodes are not yet `Ready` here: that needs the pod network, whose phase
+    /// checks it.
+    async fn kubernetes_nodes(&self, batch: &[String]) -> GateOutcome {
+        let readyz = kubectl("get --raw=/readyz");
+        let control_planes: Vec<&String> = batch
+            .iter()
+            .filter(|node| self.control_planes.contains(node))
+            .collect();
+        for node in &control_planes {
+            let Some(host) = self.hosts.get(*node) else {
+                return GateOutcome::failed(
+                    format!("{node}: no connection"),
+                    "check SSH to the node",
+                );
+            };
+            let ready = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
+                let output = host
+                    .run(&readyz)
+                    .await
+                    .map_err(|error| error_chain(&error))?;
+                if output.success() && output.stdout_text().trim() == "ok" {
+                    Ok(())
+                } else {
+                    Err(first_line(&output.stderr_text(), &output.stdout_text()))
+                }
+            })
+            .await;
+            if let Err(problem) = ready {
+                return GateOutcome::failed(
+                    format!(
+                        "the API server on {node} is not ready through its local proxy after {} s: {problem}",
+                        KUBERNETES_PATIENCE.timeout.as_secs()
+                    ),
+                    format!(
+                        "on {node}: `crictl ps -a` shows the control-plane containers, `journalctl -u kubelet` why they do not start, `journalctl -u haproxy` whether the proxy reaches them"
+                    ),
+                );
+            }
+        }
+        let Some((asked, host)) = self
+            .control_planes
+            .iter()
+            .find_map(|node| Some((node, self.hosts.get(node)?)))
+        else {
+            return GateOutcome::failed(
+                "no control-plane node to ask",
+                "give at least one node the `control-plane` role",
+            );
+        };
+        let nodes = kubectl("get nodes -o json");
+        let registered = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
+            let output = host
+                .run(&nodes)
+                .await
+                .map_err(|error| error_chain(&error))?;
+            if !output.success() {
+                return Err(first_line(&output.stderr_text(), &output.stdout_text()));
+            }
+            let names = node_names(&output.stdout_text())?;
+            let missing: Vec<&str> = batch
+                .iter()
+                .filter(|node| !names.contains(node))
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not registered: {}", missing.join(", ")))
+            }
+        })
+        .await;
+        match registered {
+            Ok(()) => GateOutcome::Passed(format!(
+                "{}registered: {}",
+                if control_planes.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "/readyz ok on {}; ",
+                        control_planes
+                            .iter()
+                            .map(|node| node.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                batch.join(", ")
+            )),
+            Err(problem) => GateOutcome::failed(
+                format!(
+                    "nodes are not registered with the cluster after {} s (asked {asked}): {problem}",
+                    KUBERNETES_PATIENCE.timeout.as_secs()
+                ),
+                "`journalctl -u kubelet` on a node named says why its kubelet does not register",
+            ),
+        }
+    }
+}
+
+/// The names in a `kubectl get nodes -o json` answer.
+fn node_names(json: &str) -> Result<Vec<String>, String> {
+    let list: serde_json::Value =
+        serde_json::from_str(json).map_err(|error| format!("unreadable node list: {error}"))?;
+    Ok(list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["metadata"]["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The first line saying something, of standard error or else standard output.
+fn first_line(stderr: &str, stdout: &str) -> String {
+    [stderr, stdout]
+        .into_iter()
+        .flat_map(str::lines)
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("no answer")
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +321,7 @@ mod tests {
                 token: "test".into(),
                 members: Vec::new(),
             },
+            control_planes: vec!["node1".into()],
             clock,
         }
     }

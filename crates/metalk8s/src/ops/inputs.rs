@@ -12,7 +12,7 @@ use metalk8s_engine::agent::AgentBinary;
 use metalk8s_model::PhaseName;
 use metalk8s_model::inventory::{Inventory, Role};
 use metalk8s_pki::{PkiAction, PkiResponse};
-use metalk8s_plan::{Inputs, Needs};
+use metalk8s_plan::{Inputs, JoinCredentials, Needs};
 use metalk8s_transport::{Command, Host};
 
 use crate::exit::Failure;
@@ -106,7 +106,108 @@ pub async fn gather(
         inputs.pki = answer.files.clone();
     }
     inputs.etcd_running = etcd_running;
+    if needs.join_token {
+        inputs.join = join_credentials(inventory, session, &inputs, options.dry_run).await?;
+    }
     Ok(Gathered { inputs, pki })
+}
+
+/// A bootstrap token for the nodes that have not joined Kubernetes, when some have not
+/// and the staged bundle carries Kubernetes; with the cluster CA's pin from the PKI store.
+/// On a running cluster the token is created there now (a dry run creates nothing); on a
+/// new one `kubeadm init` creates it from its configuration.
+async fn join_credentials(
+    inventory: &Inventory,
+    session: &Session,
+    inputs: &Inputs,
+    dry_run: bool,
+) -> Result<Option<JoinCredentials>, Failure> {
+    let kubernetes_bundle = inputs
+        .bundle
+        .as_ref()
+        .is_some_and(|bundle| bundle.kubernetes_version.is_some());
+    let joined = |name: &str| {
+        session
+            .facts
+            .get(name)
+            .is_some_and(|facts| facts.kubernetes.joined)
+    };
+    if !kubernetes_bundle || inventory.nodes.iter().all(|node| joined(&node.name)) {
+        return Ok(None);
+    }
+    let first = inventory
+        .nodes_with(Role::ControlPlane)
+        .next()
+        .ok_or_else(|| {
+            Failure::invalid(miette::miette!(
+                help = "give at least one node the `control-plane` role",
+                "the inventory has no control-plane node to run Kubernetes"
+            ))
+        })?;
+    let ca = inputs
+        .pki
+        .get(&first.name)
+        .and_then(|files| {
+            files
+                .iter()
+                .find(|file| file.path == metalk8s_kubernetes::cluster::paths::CA_CERT)
+        })
+        .ok_or_else(|| {
+            Failure::problem(miette::miette!(
+                "the PKI store returned no Kubernetes CA for {}",
+                first.name
+            ))
+        })?;
+    let pin = metalk8s_pki::CertInfo::from_pem(&ca.content)
+        .map_err(|error| Failure::problem(miette::miette!("the Kubernetes CA: {error}")))?
+        .kubeadm_pin();
+    let credentials = JoinCredentials {
+        token: new_bootstrap_token(),
+        ca_cert_hash: pin,
+    };
+    let running = inventory
+        .nodes_with(Role::ControlPlane)
+        .find(|node| joined(&node.name));
+    if let Some(node) = running
+        && !dry_run
+    {
+        let host = session
+            .hosts
+            .get(&node.name)
+            .ok_or_else(|| Failure::problem(miette::miette!("no connection to {}", node.name)))?;
+        let command = Command::new(format!(
+            "kubeadm token create {token} --ttl {ttl} --description 'metalk8s: joins of this deploy' --kubeconfig /etc/kubernetes/admin.conf",
+            token = credentials.token,
+            ttl = metalk8s_plan::kubernetes::JOIN_TOKEN_TTL,
+        ))
+        .as_root();
+        let output = host.run(&command).await.map_err(Failure::problem)?;
+        if !output.success() {
+            return Err(Failure::problem(miette::miette!(
+                help = format!(
+                    "the API server must answer on {}: `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw=/readyz` there says whether it does",
+                    node.name
+                ),
+                "creating a bootstrap token for the joins on {} failed: {}",
+                node.name,
+                output.stderr_text().trim()
+            )));
+        }
+    }
+    Ok(Some(credentials))
+}
+
+/// `[a-z0-9]{6}.[a-z0-9]{16}`, the form of a kubeadm bootstrap token.
+fn new_bootstrap_token() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    let mut part = |length: usize| -> String {
+        (0..length)
+            .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+            .collect()
+    };
+    format!("{}.{}", part(6), part(16))
 }
 
 /// Whether an etcd member already holds data: the cluster exists, and its members must
