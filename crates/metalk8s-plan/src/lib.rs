@@ -67,12 +67,27 @@ pub struct StagedBundle {
     pub images: Vec<BundleImage>,
     /// The names of its `.deb` packages.
     pub packages: Vec<String>,
+    /// Its binaries (`bin/<name>`), which nodes fetch from the bootstrap repository
+    /// ([`steps::fetch`]).
+    pub binaries: Vec<BundleBinary>,
+    /// The Kubernetes release it carries (`1.36.4`, no `v`), if any.
+    pub kubernetes_version: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BundleImage {
     pub name: String,
     pub tag: String,
+}
+
+/// A binary of the bundle, served as `/files/<name>` by the bootstrap repository
+/// ([`metalk8s_model::repository::file_url`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleBinary {
+    pub name: String,
+    pub version: String,
+    /// Lower-case hex, from the manifest.
+    pub sha256: String,
 }
 
 impl Inputs {

@@ -142,6 +142,7 @@ pub fn bundle() -> metalk8s_plan::StagedBundle {
             tag: "3.9".to_owned(),
         }],
         packages: vec!["containerd".to_owned(), "runc".to_owned()],
+        ..Default::default()
     }
 }
 
