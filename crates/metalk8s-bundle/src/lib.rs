@@ -59,7 +59,9 @@ pub use download::{DownloadError, Downloader};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::BundleError;
 pub use image::{ImageError, REF_NAME_ANNOTATION};
-pub use manifest::{API_VERSION, Artifact, ArtifactKind, BundledImage, Component, KIND, Manifest};
+pub use manifest::{
+    API_VERSION, Artifact, ArtifactKind, BundledBinary, BundledImage, Component, KIND, Manifest,
+};
 pub use progress::{Progress, Silent, Transfer};
 pub use registry::RegistryError;
 pub use sign::{

@@ -96,6 +96,16 @@ pub struct BundledImage<'a> {
     pub tag: &'a str,
 }
 
+/// A binary the bundle carries: `bin/<name>`, with the version of the component of the
+/// same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundledBinary<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// Lower-case hex.
+    pub sha256: &'a str,
+}
+
 impl Manifest {
     /// The Kubernetes release the bundle carries: `MAJOR.MINOR.PATCH[-PRERELEASE]`
     /// without a `v` (checked when the manifest is read), the version of its kubeadm,
@@ -126,6 +136,27 @@ impl Manifest {
             .collect();
         images.sort_by_key(|image| image.name);
         images
+    }
+
+    /// The binaries of the bundle, sorted by name: each `bin/<name>` with the component of
+    /// the same name, whose version is the binary's.
+    pub fn binaries(&self) -> Vec<BundledBinary<'_>> {
+        let mut binaries: Vec<BundledBinary<'_>> = self
+            .artifacts
+            .iter()
+            .filter(|artifact| artifact.kind == ArtifactKind::Binary)
+            .filter_map(|artifact| {
+                let name = artifact.path.strip_prefix("bin/")?;
+                let component = self.components.iter().find(|c| c.name == name)?;
+                Some(BundledBinary {
+                    name,
+                    version: &component.version,
+                    sha256: &artifact.sha256,
+                })
+            })
+            .collect();
+        binaries.sort_by_key(|binary| binary.name);
+        binaries
     }
 
     /// The names of the OS packages of the bundle, sorted, each once: the `<name>` of every

@@ -112,6 +112,7 @@ pub enum Resource {
     User(UserResource),
     Group(GroupResource),
     Command(CommandResource),
+    Fetch(FetchResource),
 }
 
 impl Resource {
@@ -123,6 +124,7 @@ impl Resource {
     pub fn natural_id(&self) -> Option<String> {
         Some(match self {
             Resource::File(file) => format!("file{}", file.path),
+            Resource::Fetch(fetch) => format!("fetch{}", fetch.path),
             Resource::Directory(directory) => format!("directory{}", directory.path),
             Resource::Service(service) => {
                 format!("service/{}", service.name.trim_end_matches(".service"))
@@ -314,6 +316,31 @@ pub struct CommandResource {
     pub only_on_watch: bool,
 }
 
+/// A file too large for the plan (a binary of the bundle: kubelet is ~100 MB), downloaded
+/// by the node from `url` and placed at `path` with `mode`, owned by root, once its content
+/// hashes to `sha256`.
+///
+/// A converged node is checked without hashing the file again: the engine keeps, beside
+/// what it fetched, the sha256, size and modification time it placed, and hashes the
+/// file only when its size or modification time no longer match (docs/repository.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchResource {
+    /// An `https://` URL on the bootstrap repository
+    /// ([`crate::repository::file_url`]), checked with the cluster CA.
+    pub url: String,
+    /// Lower-case hex.
+    pub sha256: String,
+    /// Absolute path on the node.
+    pub path: String,
+    /// Octal permission bits, e.g. 0o755.
+    pub mode: u32,
+    /// The metalk8s binary on the node, which downloads (`metalk8s agent fetch`): nodes
+    /// have no curl, and a resource learns nothing of the program that runs it, so the
+    /// planner names the agent it placed (`Inputs::agent_path` of the planner).
+    pub agent: String,
+}
+
 /// A file made off the node, by the controller or on the bootstrap node (a certificate, a
 /// key, a kubeconfig from the PKI store), that the plan places on the node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +373,24 @@ mod tests {
             after: Vec::new(),
             watch: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_fetched_file_is_known_by_its_path() {
+        let fetch = Resource::Fetch(FetchResource {
+            url: "https://10.0.0.1:8443/files/kubelet".to_owned(),
+            sha256: "ab".repeat(32),
+            path: "/usr/local/bin/kubelet".to_owned(),
+            mode: 0o755,
+            agent: "/var/lib/metalk8s/agent/metalk8s-0123".to_owned(),
+        });
+        assert_eq!(
+            fetch.natural_id().as_deref(),
+            Some("fetch/usr/local/bin/kubelet")
+        );
+        let json = serde_json::to_value(&fetch).unwrap();
+        assert_eq!(json["type"], "fetch");
+        assert_eq!(serde_json::from_value::<Resource>(json).unwrap(), fetch);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Where metalk8s puts the bundle repository (DESIGN.md, "Offline bundle"; docs/repository.md)
 //! and how nodes reach it. The planner writes these paths into the bootstrap node's
 //! `metalk8s-repo.service` and into every node's APT and containerd configuration; the
-//! deploy stages bundles under [`BUNDLES_DIR`] and checks the server at [`registry_url`].
+//! deploy stages bundles under [`BUNDLES_DIR`] and checks the server at [`registry_url`];
+//! nodes fetch the bundle's binaries from [`file_url`].
 
 use std::net::IpAddr;
 
@@ -58,6 +59,11 @@ pub fn registry_url(ip: IpAddr) -> String {
     format!("{}/v2/", base_url(ip))
 }
 
+/// `https://IP:8443/files/NAME`, where the node fetches the bundle's binary `name`.
+pub fn file_url(ip: IpAddr, name: &str) -> String {
+    format!("{}/files/{name}", base_url(ip))
+}
+
 /// Where `bundle` is staged (`BUNDLES_DIR/<version>`).
 pub fn bundle_dir(version: &str) -> String {
     format!("{BUNDLES_DIR}/{version}")
@@ -73,6 +79,10 @@ mod tests {
         assert_eq!(
             registry_url("fd00::1".parse().unwrap()),
             "https://[fd00::1]:8443/v2/"
+        );
+        assert_eq!(
+            file_url("fd00::1".parse().unwrap(), "kubelet"),
+            "https://[fd00::1]:8443/files/kubelet"
         );
     }
 }

@@ -149,7 +149,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
         } else {
             Kubeadm::Join
         };
-        hosts.push(host_plan(&k8s, node, inputs, kubeadm)?);
+        hosts.push(host_plan(cluster, &k8s, node, inputs, bundle, kubeadm)?);
     }
     Ok(Phase {
         name: PhaseName::Kubernetes,
@@ -294,9 +294,11 @@ fn kubernetes_cluster(cluster: &Cluster, version: KubernetesVersion) -> k8s::Clu
 }
 
 fn host_plan(
+    cluster: &Cluster,
     k8s: &k8s::Cluster,
     planned: &PlannedNode,
     inputs: &Inputs,
+    bundle: &StagedBundle,
     kubeadm: Kubeadm,
 ) -> Result<HostPlan, PlanError> {
     let name = &planned.node.name;
@@ -327,7 +329,10 @@ fn host_plan(
         .into_iter()
         .map(|step| steps.add(step))
         .collect::<Vec<_>>();
-    let binaries: Vec<String> = Vec::new();
+    let binaries: Vec<String> = binaries(cluster, inputs, bundle, control_plane)
+        .into_iter()
+        .map(|step| steps.add(step))
+        .collect();
 
     // The local API server proxy, before anything talks to the API servers.
     let proxy_config = steps.add_with(
@@ -526,4 +531,32 @@ fn pki_files(inputs: &Inputs, node: &str) -> Result<Vec<(String, Resource)>, Pla
             }))
         })
         .collect())
+}
+
+/// The bundle's binaries the node runs, fetched from the bootstrap repository into
+/// /usr/bin (kubectl on control planes only: the gates and metalk8s use it there).
+fn binaries(
+    cluster: &Cluster,
+    inputs: &Inputs,
+    bundle: &StagedBundle,
+    control_plane: bool,
+) -> Vec<(String, Resource)> {
+    let registry = cluster.bootstrap().control_plane_ip;
+    let mut wanted: Vec<&str> = NODE_BINARIES.to_vec();
+    if control_plane {
+        wanted.extend(CONTROL_PLANE_BINARIES);
+    }
+    wanted
+        .into_iter()
+        .filter_map(|name| bundle.binaries.iter().find(|binary| binary.name == name))
+        .map(|binary| {
+            crate::steps::fetch(
+                &inputs.agent_path,
+                &format!("/usr/bin/{}", binary.name),
+                metalk8s_model::repository::file_url(registry, &binary.name),
+                &binary.sha256,
+                0o755,
+            )
+        })
+        .collect()
 }

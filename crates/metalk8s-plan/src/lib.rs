@@ -72,25 +72,27 @@ pub struct StagedBundle {
     pub images: Vec<BundleImage>,
     /// The names of its `.deb` packages.
     pub packages: Vec<String>,
-    /// Its binaries (`kubeadm`, `kubelet`…), served by the repository under `/files/`.
+    /// Its binaries (`bin/<name>`), which nodes fetch from the bootstrap repository
+    /// ([`steps::fetch`]).
     pub binaries: Vec<BundleBinary>,
-    /// The Kubernetes release its binaries and images are, when it carries one.
+    /// The Kubernetes release it carries (`1.36.4`, no `v`), if any.
     pub kubernetes_version: Option<String>,
-}
-
-/// A binary of the staged bundle.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BundleBinary {
-    pub name: String,
-    pub version: String,
-    /// Hex sha256 of its content, from the manifest.
-    pub sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BundleImage {
     pub name: String,
     pub tag: String,
+}
+
+/// A binary of the bundle, served as `/files/<name>` by the bootstrap repository
+/// ([`metalk8s_model::repository::file_url`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleBinary {
+    pub name: String,
+    pub version: String,
+    /// Lower-case hex, from the manifest.
+    pub sha256: String,
 }
 
 impl Inputs {

@@ -3,7 +3,8 @@
 //! them in order).
 
 use metalk8s_model::plan::{
-    CommandResource, DirectoryResource, FileResource, Resource, ServiceResource, Step,
+    CommandResource, DirectoryResource, FetchResource, FileResource, Resource, ServiceResource,
+    Step,
 };
 
 /// A step's id and the desired state it manages.
@@ -91,6 +92,19 @@ pub(crate) fn file(path: &str, content: String, mode: u32) -> Planned {
     }))
 }
 
+/// A file of the bundle fetched from the bootstrap repository (`url`, from
+/// [`metalk8s_model::repository::file_url`]) and placed at `path` once it hashes to
+/// `sha256`, downloaded by the agent at `agent_path` (`Inputs::agent_path`).
+pub(crate) fn fetch(agent_path: &str, path: &str, url: String, sha256: &str, mode: u32) -> Planned {
+    named(Resource::Fetch(FetchResource {
+        url,
+        sha256: sha256.to_owned(),
+        path: path.to_owned(),
+        mode,
+        agent: agent_path.to_owned(),
+    }))
+}
+
 pub(crate) fn directory(path: &str, mode: u32, group: &str) -> Planned {
     named(Resource::Directory(DirectoryResource {
         path: path.to_owned(),
@@ -119,4 +133,26 @@ pub(crate) fn reaction(name: &str, command: &str) -> Planned {
             only_on_watch: true,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetched_file_is_known_by_its_path() {
+        let (id, resource) = fetch(
+            "/var/lib/metalk8s/agent/metalk8s-0123",
+            "/usr/local/bin/kubelet",
+            "https://10.0.0.1:8443/files/kubelet".to_owned(),
+            "ab12",
+            0o755,
+        );
+        assert_eq!(id, "fetch/usr/local/bin/kubelet");
+        let Resource::Fetch(fetch) = resource else {
+            panic!("{resource:?}")
+        };
+        assert_eq!(fetch.agent, "/var/lib/metalk8s/agent/metalk8s-0123");
+        assert_eq!(fetch.mode, 0o755);
+    }
 }

@@ -75,7 +75,12 @@ fn only_control_planes_hold_the_vip_and_get_kubectl_and_the_audit_policy() {
         let ids = step_ids(&phase, node);
         assert!(!ids.iter().any(|id| id.contains("keepalived")), "{node}");
         assert!(!ids.iter().any(|id| id.contains("audit")), "{node}");
-        // Every node reaches the API servers through its own proxy.
+        assert!(!ids.contains(&"fetch/usr/bin/kubectl".to_owned()), "{node}");
+        // Every node runs kubeadm and the kubelet from the bundle, and reaches the API
+        // servers through its own proxy.
+        for binary in ["kubeadm", "kubelet"] {
+            assert!(ids.contains(&format!("fetch/usr/bin/{binary}")), "{node}");
+        }
         assert!(ids.contains(&"service/haproxy".to_owned()), "{node}");
     }
 }

@@ -8,13 +8,18 @@
 //!   ([`images`] explains when);
 //! - a signed APT repository under `/apt/` ([`apt`]): indexes generated at startup, in
 //!   memory, from `debs/*.deb`, `InRelease` signed with the cluster's APT key
-//!   ([`AptSigningKey`]), whose public keyring the nodes trust with `signed-by=`.
+//!   ([`AptSigningKey`]), whose public keyring the nodes trust with `signed-by=`;
+//! - the bundle's binaries under `/files/<name>` ([`binaries`]), each checked against the
+//!   manifest's sha256 before it is served, that the nodes fetch (kubeadm, kubelet…)
+//!   with [`client::fetch_file`].
 //!
 //! [`serve`] is what `metalk8s repo serve` runs; [`start`] runs the same server in the
 //! background (the tests use it on `127.0.0.1:0`). docs/repository.md describes the URLs,
 //! keys and errors for operators.
 
 pub mod apt;
+pub mod binaries;
+pub mod client;
 pub mod deb;
 mod files;
 pub mod images;
@@ -26,6 +31,7 @@ mod signing;
 pub mod verify;
 
 pub use apt::{AptError, AptIndexes, AptRepository, PoolPackage};
+pub use binaries::{Binaries, FILES_PREFIX};
 pub use images::{FetchError, ImageError, ImageStore};
 pub use reference::Digest;
 pub use server::{

@@ -19,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
 use crate::apt::{AptError, AptRepository, KEYRING_FILE};
+use crate::binaries::{Binaries, FILES_PREFIX};
 use crate::files::{file_response, header_value};
 use crate::images::{FetchError, ImageError, ImageStore};
 use crate::reference::Digest;
@@ -118,32 +119,48 @@ pub struct Repository {
     pub(crate) apt: AptRepository,
     /// Verdicts for the package files of the APT pool.
     packages: Verifier,
+    pub(crate) binaries: Binaries,
 }
 
 impl Repository {
+    /// A repository serving no binaries (see [`Repository::with_binaries`]).
     pub fn new(images: ImageStore, apt: AptRepository) -> Repository {
         Repository {
             images,
             apt,
             packages: Verifier::default(),
+            binaries: Binaries::default(),
         }
     }
 
-    /// Finds the images of `bundle` and builds its APT repository, signed with `key`. The
-    /// Release file is dated with the bundle manifest's `created` when there is a
-    /// `manifest.json` (so the same bundle always gives the same indexes, and a node whose
-    /// clock is behind does not see a Release from its future), else with the current time.
+    /// The same repository, serving `binaries` under [`FILES_PREFIX`].
+    pub fn with_binaries(self, binaries: Binaries) -> Repository {
+        Repository { binaries, ..self }
+    }
+
+    /// Finds the images of `bundle`, builds its APT repository, signed with `key`, and
+    /// lists the binaries its manifest carries. The Release file is dated with the bundle
+    /// manifest's `created` when there is a `manifest.json` (so the same bundle always
+    /// gives the same indexes, and a node whose clock is behind does not see a Release
+    /// from its future), else with the current time; without a manifest no binary is
+    /// served, since none has a digest to be checked against.
     pub fn load(bundle: &Path, key: &AptSigningKey) -> Result<Repository, LoadError> {
         let images = ImageStore::load(bundle).map_err(|source| LoadError::Images {
             bundle: bundle.to_owned(),
             source,
         })?;
-        let date = release_date(bundle)?;
+        let manifest = read_manifest(bundle)?;
+        let date = manifest
+            .as_ref()
+            .map_or_else(OffsetDateTime::now_utc, |manifest| manifest.created);
         let apt = AptRepository::load(bundle, key, date).map_err(|source| LoadError::Apt {
             bundle: bundle.to_owned(),
             source,
         })?;
-        Ok(Repository::new(images, apt))
+        let binaries = manifest
+            .map(|manifest| Binaries::from_manifest(bundle, &manifest))
+            .unwrap_or_default();
+        Ok(Repository::new(images, apt).with_binaries(binaries))
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -153,15 +170,18 @@ impl Repository {
     pub fn apt(&self) -> &AptRepository {
         &self.apt
     }
+
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
+    }
 }
 
-fn release_date(bundle: &Path) -> Result<OffsetDateTime, LoadError> {
+/// The bundle's manifest; `None` when it has no `manifest.json`.
+fn read_manifest(bundle: &Path) -> Result<Option<metalk8s_bundle::Manifest>, LoadError> {
     let path = bundle.join(metalk8s_bundle::MANIFEST_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(OffsetDateTime::now_utc());
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(LoadError::Manifest {
                 bundle: bundle.to_owned(),
@@ -169,22 +189,23 @@ fn release_date(bundle: &Path) -> Result<OffsetDateTime, LoadError> {
             });
         }
     };
-    let manifest =
-        metalk8s_bundle::Manifest::from_json(&bytes).map_err(|source| LoadError::Manifest {
+    metalk8s_bundle::Manifest::from_json(&bytes)
+        .map(Some)
+        .map_err(|source| LoadError::Manifest {
             bundle: bundle.to_owned(),
             source,
-        })?;
-    Ok(manifest.created)
+        })
 }
 
-/// The routes: the registry under `/v2`, the APT repository under [`APT_PREFIX`], one
-/// debug line logged per request.
+/// The routes: the registry under `/v2`, the APT repository under [`APT_PREFIX`], the
+/// bundle's binaries under [`FILES_PREFIX`], one debug line logged per request.
 pub fn router(repository: Arc<Repository>) -> Router {
     Router::new()
         .route("/v2", any(registry::handle))
         .route("/v2/", any(registry::handle))
         .route("/v2/{*path}", any(registry::handle))
         .route("/apt/{*path}", any(apt_handle))
+        .route("/files/{name}", any(files_handle))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(middleware::from_fn(log_request))
         .with_state(repository)
@@ -205,23 +226,52 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-async fn apt_handle(State(repository): State<Arc<Repository>>, request: Request) -> Response {
+/// Why a request is not a read of something under a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Not a GET nor a HEAD: the repository is read-only.
+    Method,
+    /// The path does not percent-decode.
+    MalformedPath,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Method => {
+                let mut response =
+                    (StatusCode::METHOD_NOT_ALLOWED, "read-only repository\n").into_response();
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                response
+            }
+            Refused::MalformedPath => (StatusCode::BAD_REQUEST, "malformed path\n").into_response(),
+        }
+    }
+}
+
+/// A read request for something under `prefix`: whether it is a HEAD (else a GET) and
+/// the rest of its path after `prefix` and a `/`, percent-decoded.
+fn read_request(request: &Request, prefix: &str) -> Result<(bool, String), Refused> {
     let head = request.method() == Method::HEAD;
     if request.method() != Method::GET && !head {
-        let mut response =
-            (StatusCode::METHOD_NOT_ALLOWED, "read-only repository\n").into_response();
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return Err(Refused::Method);
     }
-    let raw = request.uri().path();
-    let Some(path) = raw
-        .strip_prefix(APT_PREFIX)
+    let path = request
+        .uri()
+        .path()
+        .strip_prefix(prefix)
         .and_then(|path| path.strip_prefix('/'))
         .and_then(percent_decode)
-    else {
-        return (StatusCode::BAD_REQUEST, "malformed path\n").into_response();
+        .ok_or(Refused::MalformedPath)?;
+    Ok((head, path))
+}
+
+async fn apt_handle(State(repository): State<Arc<Repository>>, request: Request) -> Response {
+    let (head, path) = match read_request(&request, APT_PREFIX) {
+        Ok(read) => read,
+        Err(refused) => return refused.into_response(),
     };
     // Only exact names of generated files and listed packages are served: nothing from
     // the request reaches the file system.
@@ -263,6 +313,54 @@ async fn apt_handle(State(repository): State<Arc<Repository>>, request: Request)
             .into_response(),
         Err(error) => {
             tracing::error!(%error, "cannot serve package");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// `GET /files/<name>`: a binary of the bundle, by the name its manifest lists it under.
+async fn files_handle(State(repository): State<Arc<Repository>>, request: Request) -> Response {
+    let (head, name) = match read_request(&request, FILES_PREFIX) {
+        Ok(read) => read,
+        Err(refused) => return refused.into_response(),
+    };
+    // Only names the manifest lists are looked up: nothing from the request reaches the
+    // file system.
+    match repository.binaries.open(&name).await {
+        Ok(Some(verified)) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            if let Some(binary) = repository.binaries.get(&name) {
+                headers.insert(
+                    header::ETAG,
+                    header_value(&format!("\"{}\"", binary.digest)),
+                );
+            }
+            file_response(verified, request.headers(), head, headers)
+        }
+        Ok(None) if repository.binaries.get(&name).is_some() => {
+            tracing::error!(name, "binary listed in the manifest is missing from the bundle");
+            (
+                StatusCode::NOT_FOUND,
+                format!("binary {name} is listed in the bundle manifest but its file is missing; stage the bundle again\n"),
+            )
+                .into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            format!("no binary named {name:?} in the bundle\n"),
+        )
+            .into_response(),
+        Err(FetchError::DigestMismatch { .. }) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("binary {name} does not match its sha256 in the bundle manifest; the bundle is corrupt, stage it again\n"),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot serve binary");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
@@ -394,6 +492,7 @@ pub async fn serve(config: &ServeConfig) -> Result<(), ServeError> {
         .map_err(|join| ServeError::Server(std::io::Error::other(join)))??;
     let repositories = repository.images.repositories().count();
     let packages = repository.apt.pool.len();
+    let binaries = repository.binaries.len();
     let server = start(repository, config.listen, &config.transport).await?;
     let scheme = match config.transport {
         Transport::Https { .. } => "https",
@@ -403,6 +502,7 @@ pub async fn serve(config: &ServeConfig) -> Result<(), ServeError> {
         bundle = %config.bundle.display(),
         repositories,
         packages,
+        binaries,
         load_ms = started.elapsed().as_millis() as u64,
         "serving on {scheme}://{}",
         server.local_addr()

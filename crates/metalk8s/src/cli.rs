@@ -232,6 +232,37 @@ pub enum AgentCommand {
     Observe,
     /// Answer a PKI request (standard input) from the key store of this bootstrap node.
     Pki,
+    /// Place a bundle binary fetched from the bootstrap repository (the plan's `fetch`
+    /// resource runs it: nodes have no curl).
+    Fetch(AgentFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentFetchArgs {
+    /// `https://BOOTSTRAP:8443/files/<name>`.
+    #[arg(long)]
+    pub url: String,
+    /// The sha256 (hex) the file must have.
+    #[arg(long)]
+    pub sha256: String,
+    /// The absolute path to place it at.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Octal permission bits, e.g. 0755.
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: u32,
+    /// The CA certificate (PEM) the repository is checked with.
+    #[arg(long)]
+    pub ca: PathBuf,
+}
+
+/// An octal permission mode: `755`, `0755` or `0o755`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| format!("`{text}` is not an octal permission mode like 0755"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,13 +5,19 @@
 //! lab network, `apt-get install` and a containerd pull + run through the mirror still
 //! work. docker on the host pulls from the registry too. A second deploy changes nothing.
 //! `certs renew --all` then renews the repository's certificate as well as etcd's, and the
-//! registry serves the new one.
+//! registry serves the new one. A binary of the bundle is placed on a node by a one-step
+//! plan (`fetch`) through the real agent, from the repository's `/files/`: a re-run
+//! changes nothing, a byte changed in place is found and repaired, a wrong digest is
+//! refused with its hint.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::cargo::CommandCargoExt;
+use metalk8s_engine::agent::AgentRequest;
+use metalk8s_model::plan::{FetchResource, Resource, Step};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 const IMAGE: &str = "metalk8s-test/busybox";
@@ -20,6 +26,9 @@ const TAG: &str = "1";
 const REPOSITORY_CERT: &str = "/etc/kubernetes/pki/metalk8s-repository.crt";
 /// A small package of the bundle that no phase installs.
 const EXTRA_PACKAGE: &str = "tree";
+/// A binary of the bundle (generated), fetched onto a node.
+const FETCHED: &str = "metalk8s-fetch-test";
+const FETCHED_PATH: &str = "/usr/local/bin/metalk8s-fetch-test";
 
 mod common;
 
@@ -122,14 +131,24 @@ fn import_busybox(dir: &Path) {
     );
 }
 
+/// The generated binary [`FETCHED`]: a script that says so, padded to 256 KiB so that a
+/// byte changed in the padding still runs.
+fn fetched_binary() -> Vec<u8> {
+    let mut content = b"#!/bin/sh\necho fetched-ok\nexit 0\n".to_vec();
+    content.resize(256 * 1024, b'#');
+    content
+}
+
 /// Builds the test bundle (`.tar.zst`) and returns it with its public key file.
 fn build_bundle(dir: &Path, state: &Path) -> (PathBuf, PathBuf) {
     import_busybox(dir);
+    std::fs::write(dir.join(FETCHED), fetched_binary()).unwrap();
     std::fs::write(
         dir.join("bundle.yaml"),
         format!(
             "apiVersion: metalk8s.io/v1alpha1\nkind: BundleSpec\nversion: 0.1.0-test\n\
              packages: [containerd, runc, etcd-server, etcd-client, {EXTRA_PACKAGE}]\n\
+             binaries:\n  - name: {FETCHED}\n    version: 1.0.0\n    path: {FETCHED}\n\
              images:\n  - name: {IMAGE}\n    tag: \"{TAG}\"\n    docker: {IMAGE}:{TAG}\n"
         ),
     )
@@ -314,6 +333,8 @@ fn nodes_install_and_pull_from_the_bootstrap_repository_offline() {
     );
     assert_eq!(ran.trim(), "mirrored-ok");
 
+    fetch_a_bundle_binary(&lab, "node3");
+
     // docker on this machine pulls from the registry, trusting the cluster CA.
     let ca = lab.ssh("node1", "cat /var/lib/metalk8s/pki/ca.crt");
     let certs = PathBuf::from(format!("/etc/docker/certs.d/{registry}"));
@@ -398,6 +419,130 @@ fn nodes_install_and_pull_from_the_bootstrap_repository_offline() {
     assert!(
         !check.to_string().contains("wouldChange"),
         "nothing left to place after the renewal: {check}"
+    );
+}
+
+/// Runs a one-step plan placing [`FETCHED`] on `node` through the agent deploy left there
+/// (`agent apply`, as deploy runs it); returns the step's outcome.
+fn apply_fetch(lab: &TestLab, node: &str, path: &str, sha256: &str) -> Value {
+    let agent = lab.ssh(node, "ls /var/lib/metalk8s/agent/metalk8s-*");
+    let agent = agent.trim();
+    assert!(!agent.contains('\n'), "one agent on {node}: {agent}");
+    let bootstrap = lab.ip("node1").parse().unwrap();
+    let resource = Resource::Fetch(FetchResource {
+        url: metalk8s_model::repository::file_url(bootstrap, FETCHED),
+        sha256: sha256.to_owned(),
+        path: path.to_owned(),
+        mode: 0o755,
+        agent: agent.to_owned(),
+    });
+    let request = AgentRequest {
+        api_version: metalk8s_model::inventory::API_VERSION.to_owned(),
+        run: "fetch-test".to_owned(),
+        phase: "fetch-test".to_owned(),
+        node: node.to_owned(),
+        dry_run: false,
+        steps: vec![Step {
+            id: resource.natural_id().unwrap(),
+            resource,
+            after: Vec::new(),
+            watch: Vec::new(),
+        }],
+    };
+    let request = serde_json::to_string(&request).unwrap();
+    let events = lab.ssh(
+        node,
+        &format!("{agent} agent apply <<'REQUEST'\n{request}\nREQUEST"),
+    );
+    let finished: Vec<Value> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["event"] == "finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{events}");
+    finished[0]["outcome"].clone()
+}
+
+/// The bundle's binary, fetched from the bootstrap repository onto `node` (offline by
+/// now): placed with its mode, recorded, unchanged when run again, repaired when a byte
+/// of it is changed in place; a plan wanting another digest is refused.
+fn fetch_a_bundle_binary(lab: &TestLab, node: &str) {
+    let content = fetched_binary();
+    let sha256 = hex::encode(Sha256::digest(&content));
+
+    let placed = apply_fetch(lab, node, FETCHED_PATH, &sha256);
+    assert_eq!(placed["status"], "changed", "{placed}");
+    assert_eq!(lab.ssh(node, FETCHED_PATH).trim(), "fetched-ok");
+    assert_eq!(
+        lab.ssh(node, &format!("stat -c '%a %s' {FETCHED_PATH}"))
+            .trim(),
+        format!("755 {}", content.len())
+    );
+    assert_eq!(
+        lab.ssh(node, &format!("sha256sum {FETCHED_PATH}"))
+            .split_whitespace()
+            .next(),
+        Some(sha256.as_str())
+    );
+    let record = lab.ssh(
+        node,
+        &format!("cat /var/lib/metalk8s/fetched{FETCHED_PATH}"),
+    );
+    assert!(
+        record.starts_with(&format!("{sha256} {} ", content.len())),
+        "{record}"
+    );
+
+    let again = apply_fetch(lab, node, FETCHED_PATH, &sha256);
+    assert_eq!(again["status"], "unchanged", "{again}");
+
+    // One byte of the padding changed in place: same size, new mtime.
+    lab.ssh(
+        node,
+        &format!("printf X | dd of={FETCHED_PATH} bs=1 seek=1000 conv=notrunc status=none"),
+    );
+    let repaired = apply_fetch(lab, node, FETCHED_PATH, &sha256);
+    assert_eq!(repaired["status"], "changed", "{repaired}");
+    assert!(
+        repaired["changes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("content hashes to sha256:"),
+        "{repaired}"
+    );
+    assert_eq!(
+        lab.ssh(node, &format!("sha256sum {FETCHED_PATH}"))
+            .split_whitespace()
+            .next(),
+        Some(sha256.as_str())
+    );
+    assert_eq!(
+        apply_fetch(lab, node, FETCHED_PATH, &sha256)["status"],
+        "unchanged"
+    );
+
+    // A plan made from another bundle: the download does not match and nothing is placed.
+    let wrong = hex::encode(Sha256::digest(b"another build"));
+    let refused = apply_fetch(lab, node, "/usr/local/bin/metalk8s-fetch-wrong", &wrong);
+    assert_eq!(refused["status"], "failed", "{refused}");
+    // As the agent printed it, wrapped for a terminal.
+    let error = refused["error"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        error.contains(&format!("/files/{FETCHED}"))
+            && error.contains(&sha256)
+            && error.contains(&wrong)
+            && error.contains("stage the bundle again"),
+        "{error}"
+    );
+    assert!(
+        !lab.try_ssh(node, "test -e /usr/local/bin/metalk8s-fetch-wrong")
+            .status
+            .success()
     );
 }
 

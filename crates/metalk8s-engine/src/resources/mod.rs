@@ -9,6 +9,7 @@
 
 mod command;
 mod directory;
+mod fetch;
 mod file;
 mod fstab;
 mod hostname;
@@ -27,6 +28,8 @@ use metalk8s_model::plan::Resource;
 
 use crate::resource::Apply;
 
+pub use fetch::{FETCHED_DIR, FetchRecord, record_path};
+
 /// The implementation of a desired state.
 pub fn implementation(resource: &Resource) -> Box<dyn Apply + '_> {
     match resource {
@@ -44,5 +47,6 @@ pub fn implementation(resource: &Resource) -> Box<dyn Apply + '_> {
         Resource::User(user) => Box::new(user::User(user)),
         Resource::Group(group) => Box::new(user::Group(group)),
         Resource::Command(command) => Box::new(command::Command(command)),
+        Resource::Fetch(fetch) => Box::new(fetch::Fetch(fetch)),
     }
 }

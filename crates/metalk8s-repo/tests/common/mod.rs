@@ -221,6 +221,39 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Writes `bin/<name>` and lists it in `manifest.json` (with any binary added before),
+    /// as `bundle build` does; returns its path.
+    pub fn add_binary(&self, name: &str, content: &[u8]) -> PathBuf {
+        let bin = self.bundle.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        let path = bin.join(name);
+        fs::write(&path, content).unwrap();
+        let manifest_path = self.bundle.join(metalk8s_bundle::MANIFEST_FILE);
+        let mut manifest = match fs::read(&manifest_path) {
+            Ok(bytes) => metalk8s_bundle::Manifest::from_json(&bytes).unwrap(),
+            Err(_) => metalk8s_bundle::Manifest {
+                api_version: metalk8s_bundle::API_VERSION.to_owned(),
+                kind: metalk8s_bundle::KIND.to_owned(),
+                version: "test".to_owned(),
+                kubernetes_version: None,
+                created: OffsetDateTime::now_utc(),
+                components: Vec::new(),
+                artifacts: Vec::new(),
+            },
+        };
+        manifest.artifacts.push(metalk8s_bundle::Artifact {
+            path: format!("bin/{name}"),
+            kind: metalk8s_bundle::ArtifactKind::Binary,
+            sha256: Digest::of(content).hex().to_owned(),
+            size: content.len() as u64,
+        });
+        manifest.artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        fs::write(&manifest_path, manifest.to_json()).unwrap();
+        path
+    }
+}
+
 /// A test CA and a server certificate for 127.0.0.1 and localhost; returns the paths of
 /// the CA certificate, the server certificate and its key.
 fn write_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {

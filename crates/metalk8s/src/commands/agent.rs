@@ -9,15 +9,24 @@ use crate::cli::AgentCommand;
 use crate::exit::{CommandResult, Failure};
 
 pub fn run(command: AgentCommand) -> CommandResult {
+    match command {
+        AgentCommand::Apply => apply(&request()?),
+        AgentCommand::Observe => observe(&request()?),
+        AgentCommand::Pki => pki(&request()?),
+        AgentCommand::Fetch(args) => {
+            crate::ops::fetch::place(&args).map_err(Failure::problem)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The request on standard input.
+fn request() -> Result<Vec<u8>, Failure> {
     let mut input = Vec::new();
     std::io::stdin()
         .read_to_end(&mut input)
         .map_err(|error| Failure::problem(miette::miette!("cannot read the request: {error}")))?;
-    match command {
-        AgentCommand::Apply => apply(&input),
-        AgentCommand::Observe => observe(&input),
-        AgentCommand::Pki => pki(&input),
-    }
+    Ok(input)
 }
 
 fn pki(input: &[u8]) -> CommandResult {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use metalk8s_bundle::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, VerifiedBundle};
 use metalk8s_model::repository as repo;
-use metalk8s_plan::{BundleImage, StagedBundle};
+use metalk8s_plan::{BundleBinary, BundleImage, StagedBundle};
 use metalk8s_transport::{Command, Host};
 use sha2::{Digest, Sha256};
 
@@ -49,7 +49,15 @@ pub fn staged_bundle(manifest: &Manifest) -> StagedBundle {
             })
             .collect(),
         packages: manifest.packages().into_iter().map(str::to_owned).collect(),
-        binaries: Vec::new(),
+        binaries: manifest
+            .binaries()
+            .into_iter()
+            .map(|binary| BundleBinary {
+                name: binary.name.to_owned(),
+                version: binary.version.to_owned(),
+                sha256: binary.sha256.to_owned(),
+            })
+            .collect(),
         kubernetes_version: manifest.kubernetes_version().map(str::to_owned),
     }
 }
@@ -343,11 +351,14 @@ mod tests {
     }
 
     #[test]
-    fn the_planner_learns_the_version_images_and_packages_of_the_manifest() {
+    fn the_planner_learns_the_version_images_packages_and_binaries_of_the_manifest() {
         let manifest = Manifest::from_json(
             br#"{"apiVersion":"metalk8s.io/v1alpha1","kind":"BundleManifest","version":"1.2.3",
-            "created":"2026-01-01T00:00:00Z","components":[{"name":"pause","version":"3.9","origin":"x"}],
-            "artifacts":[{"path":"debs/runc_1.1.5_amd64.deb","kind":"deb","sha256":"00","size":1},
+            "kubernetesVersion":"1.36.4","created":"2026-01-01T00:00:00Z",
+            "components":[{"name":"pause","version":"3.9","origin":"x"},
+              {"name":"kubelet","version":"1.36.4","origin":"y"}],
+            "artifacts":[{"path":"bin/kubelet","kind":"binary","sha256":"ab12","size":1},
+              {"path":"debs/runc_1.1.5_amd64.deb","kind":"deb","sha256":"00","size":1},
               {"path":"images/pause/index.json","kind":"ociLayout","sha256":"00","size":1}]}"#,
         )
         .unwrap();
@@ -362,6 +373,15 @@ mod tests {
                 tag: "3.9".to_owned()
             }]
         );
+        assert_eq!(
+            staged.binaries,
+            [BundleBinary {
+                name: "kubelet".to_owned(),
+                version: "1.36.4".to_owned(),
+                sha256: "ab12".to_owned(),
+            }]
+        );
+        assert_eq!(staged.kubernetes_version.as_deref(), Some("1.36.4"));
     }
 
     /// A tiny signed bundle (one local binary) built here, with its public key.

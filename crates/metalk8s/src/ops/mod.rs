@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod certs;
 pub mod deploy;
 pub mod etcd;
+pub mod fetch;
 pub mod gates;
 pub mod inputs;
 pub mod pki;
