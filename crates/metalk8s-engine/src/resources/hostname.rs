@@ -35,11 +35,14 @@ impl Hostname<'_> {
 impl Apply for Hostname<'_> {
     async fn observe(&self, host: &dyn Host) -> Result<Observation, ResourceError> {
         self.check()?;
-        let sections = Probe::new()
-            .section("live", "hostname")
-            .file("file", HOSTNAME_FILE)
-            .run(host, "the host name")
-            .await?;
+        let sections = shell::run_probe(
+            host,
+            &Probe::new()
+                .section("live", "hostname")
+                .file("file", HOSTNAME_FILE),
+            "the host name",
+        )
+        .await?;
         let want = &self.0.name;
         let mut changes = Vec::new();
         let live = sections.get("live").trim();
