@@ -105,6 +105,15 @@ fn read_path(path: &str, with_content: bool) -> Option<Vec<u8>> {
     Some(text)
 }
 
+/// What `cat` prints of `path`: `None` when it would fail (its message is the shell's
+/// to give) or when it is not a regular file, which `cat` could block on.
+fn read_contents(path: &str) -> Option<Vec<u8>> {
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    std::fs::read(path).ok()
+}
+
 const ACCOUNTS: &str = "/etc/passwd";
 const GROUPS: &str = "/etc/group";
 
@@ -165,15 +174,16 @@ impl Host for LocalHost {
         let mut read_here = Vec::new();
         let mut shell_part = Probe::new();
         for (name, section) in probe.sections() {
-            let (path, with_content) = match section {
+            let text = match section {
                 Section::Shell(body) => {
                     shell_part = shell_part.section(name, body);
                     continue;
                 }
-                Section::File(path) => (path, true),
-                Section::Metadata(path) => (path, false),
+                Section::File(path) => read_path(path, true),
+                Section::Metadata(path) => read_path(path, false),
+                Section::Contents(path) => read_contents(path),
             };
-            let Some(text) = read_path(path, with_content) else {
+            let Some(text) = text else {
                 return self.run(&probe.command()).await;
             };
             read_here.extend(section_start(name).into_bytes());
@@ -358,6 +368,8 @@ mod tests {
             .file("missing", &path("missing"))
             .metadata("under a file", &format!("{}/child", path("text")))
             .file("proc", "/proc/sys/kernel/osrelease")
+            .contents("contents", &path("text"))
+            .contents("proc contents", "/proc/swaps")
             .section("shell", "kernel=$(uname -r); echo \"$kernel\"")
             .section("shell again", "echo \"$kernel\"; echo err >&2");
 

@@ -27,6 +27,9 @@ pub enum Section {
     File(String),
     /// Like [`Section::File`] without the content.
     Metadata(String),
+    /// What `cat -- PATH` prints: the content alone, for files that are always there
+    /// (/proc/swaps, /proc/sys/kernel/hostname).
+    Contents(String),
 }
 
 /// A read-only script run as root, in named sections.
@@ -55,6 +58,11 @@ impl Probe {
     /// Adds a section with only the metadata line of `path` (no content).
     pub fn metadata(self, name: &str, path: &str) -> Self {
         self.with(name, Section::Metadata(path.to_owned()))
+    }
+
+    /// Adds a section with only the content of `path`, as `cat` prints it.
+    pub fn contents(self, name: &str, path: &str) -> Self {
+        self.with(name, Section::Contents(path.to_owned()))
     }
 
     fn with(mut self, name: &str, section: Section) -> Self {
@@ -97,6 +105,7 @@ fn body(section: &Section) -> String {
             "if [ -e {p} ]; then stat -L -c '%a %U %G %F' -- {p}; else echo absent; fi",
             p = quote(path)
         ),
+        Section::Contents(path) => format!("cat -- {}", quote(path)),
     }
 }
 

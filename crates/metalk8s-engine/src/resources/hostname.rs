@@ -12,6 +12,10 @@ use crate::resource::{Apply, Change, Observation, ResourceError};
 
 const HOSTNAME_FILE: &str = "/etc/hostname";
 
+/// The kernel's host name (of the node's UTS namespace), what `hostname` prints; read as a
+/// file, it costs no process on the node.
+const KERNEL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
 pub(crate) struct Hostname<'a>(pub(crate) &'a HostnameResource);
 
 impl Hostname<'_> {
@@ -38,7 +42,7 @@ impl Apply for Hostname<'_> {
         let sections = shell::run_probe(
             host,
             &Probe::new()
-                .section("live", "hostname")
+                .contents("live", KERNEL_HOSTNAME)
                 .file("file", HOSTNAME_FILE),
             "the host name",
         )

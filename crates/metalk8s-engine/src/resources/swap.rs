@@ -41,7 +41,7 @@ async fn read(host: &dyn Host) -> Result<SwapState, ResourceError> {
     let sections = shell::run_probe(
         host,
         &Probe::new()
-            .section("swaps", "cat /proc/swaps")
+            .contents("swaps", "/proc/swaps")
             .file("fstab", FSTAB),
         "swap",
     )
