@@ -2,12 +2,14 @@
 # A converged cluster re-deployed: `metalk8s deploy` of every phase (os, repository, etcd,
 # containerd, from the demo's offline bundle) on 10 and 20 lab nodes, timed once it has
 # nothing left to do. The binary of this tree and, when BASELINE names a commit, the one
-# built from that commit run interleaved in one hyperfine invocation on the same lab.
+# built from that commit (or the binary BASELINE_BIN names) run in one hyperfine
+# invocation on the same lab.
 # Raw results land in bench/results/noop-deploy-N.json, a summary in
 # bench/results/noop-deploy.md.
 #
 # Usage: bash bench/noop-deploy.sh     (root, docker running; installs hyperfine if missing)
-# Knobs: NODES="10 20" RUNS=10 BASELINE=<commit> (default: none)
+# Knobs: NODES="10 20" RUNS=10 BASELINE=<commit> (default: none; built in its own target
+# directory) or BASELINE_BIN=<a metalk8s binary built earlier>, named by BASELINE if set
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -16,14 +18,17 @@ results=$root/bench/results
 NODES=${NODES:-"10 20"}
 RUNS=${RUNS:-10}
 BASELINE=${BASELINE:-}
+BASELINE_BIN=${BASELINE_BIN:-}
 
 command -v hyperfine >/dev/null || apt-get install -y -q hyperfine >&2
 cargo build --release --bin metalk8s
 metalk8s=${CARGO_TARGET_DIR:-$root/target}/release/metalk8s
 mkdir -p "$work" "$results"
 
-baseline_bin=
-if [ -n "$BASELINE" ]; then
+baseline_bin=$BASELINE_BIN
+if [ -n "$baseline_bin" ]; then
+  BASELINE=${BASELINE:-$baseline_bin}
+elif [ -n "$BASELINE" ]; then
   tree=$work/baseline-$BASELINE
   [ -d "$tree" ] || git worktree add --detach "$tree" "$BASELINE" >&2
   (cd "$tree" && CARGO_TARGET_DIR=$work/baseline-target cargo build --release --bin metalk8s >&2)
@@ -72,6 +77,7 @@ for nodes in $NODES; do
   fi
   hyperfine --warmup 1 --runs "$RUNS" --style basic \
     --export-json "$results/noop-deploy-$nodes.json" "${commands[@]}" >&2
+  echo "load after the $nodes-node runs: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$results/noop-deploy-env.txt"
   "$metalk8s" lab down --name "$lab" >&2
 done
 

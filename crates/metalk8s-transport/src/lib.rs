@@ -10,6 +10,11 @@
 //! - [`fake::RecordingHost`]: scripted answers and a record of every call, for the unit
 //!   tests of the layers above; tests pass it explicitly.
 //!
+//! Observations read hosts through [`Probe`]s ([`Host::probe`]), which a host may answer
+//! without running the probe's script: `LocalHost` (what the agent uses on a node) reads
+//! the paths a probe asks about in-process, since spawning processes dominates observing
+//! a converged node.
+//!
 //! Every implementation gives a [`Command`] the same meaning: `sh -c SCRIPT`, through
 //! `sudo -n` when it must run as root and the login is not root, with its standard input
 //! fed from the command and its timeout enforced both here and on the host (so a command
@@ -17,6 +22,7 @@
 
 mod fleet;
 mod local;
+mod probe;
 mod shell;
 mod ssh;
 mod stdio;
@@ -29,6 +35,7 @@ use async_trait::async_trait;
 
 pub use fleet::{ConnectOptions, connect_all};
 pub use local::LocalHost;
+pub use probe::{END_SECTION, Probe, SCRIPT_PRELUDE, SECTION_MARK, Section};
 pub use shell::quote;
 pub use ssh::{HostKeyPolicy, SshHost, SshTarget};
 
@@ -137,6 +144,14 @@ pub trait Host: Send + Sync {
             on_line(line);
         }
         Ok(output)
+    }
+
+    /// Runs a read-only [`Probe`] as root. Its standard output holds the probe's sections
+    /// whoever read them: this default runs the probe's script; a host that can read the
+    /// path sections without a process says the same text, and runs a script only for
+    /// its shell sections (and the status and standard error are then that script's).
+    async fn probe(&self, probe: &Probe) -> Result<Output, HostError> {
+        self.run(&probe.command()).await
     }
 
     /// Writes `contents` to `path` (as root when `become_root`), creating it with `mode`.

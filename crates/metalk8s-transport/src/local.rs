@@ -1,5 +1,7 @@
 //! [`LocalHost`]: the machine metalk8s itself runs on, with the same command semantics as
-//! a node reached over SSH.
+//! a node reached over SSH. It answers the path sections of a [`Probe`] in-process, with
+//! the text the probe's script would print: the agent observes a node with it, and on a
+//! converged node spawning `sh`, `stat` and `cat` for every file was most of the time.
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -7,6 +9,7 @@ use std::process::{ExitStatus, Stdio};
 
 use async_trait::async_trait;
 
+use crate::probe::{END_SECTION, Probe, Section, section_start};
 use crate::shell;
 use crate::stdio::{read_all, write_ignoring_early_exit};
 use crate::{Command, Host, HostError, Output};
@@ -72,6 +75,61 @@ impl LocalHost {
     }
 }
 
+/// What a path section of a probe prints, read in this process: `None` when only the
+/// shell can say it as the script would (an owner without a line in /etc/passwd, left to
+/// NSS; a special file, which `cat` could block on; a file that cannot be read).
+/// `[ -e ]` is false whenever the path cannot be followed, so any error of `stat` reads as
+/// absent, as in the script. Blocking reads, not `tokio::fs`: they are a few small files,
+/// and a thread hand-off per file would cost more than the read.
+fn read_path(path: &str, with_content: bool) -> Option<Vec<u8>> {
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Some(b"absent\n".to_vec());
+    };
+    let kind = if metadata.is_dir() {
+        "directory"
+    } else if !metadata.is_file() {
+        return None;
+    } else if metadata.len() == 0 {
+        "regular empty file"
+    } else {
+        "regular file"
+    };
+    let owner = name_of(ACCOUNTS, metadata.uid())?;
+    let group = name_of(GROUPS, metadata.gid())?;
+    let mode = metadata.mode() & 0o7777;
+    let mut text = format!("{mode:o} {owner} {group} {kind}\n").into_bytes();
+    // `cat` of a directory prints nothing (and fails, which the script ignores).
+    if with_content && metadata.is_file() {
+        text.extend(std::fs::read(path).ok()?);
+    }
+    Some(text)
+}
+
+/// What `cat` prints of `path`: `None` when it would fail (its message is the shell's
+/// to give) or when it is not a regular file, which `cat` could block on.
+fn read_contents(path: &str) -> Option<Vec<u8>> {
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    std::fs::read(path).ok()
+}
+
+const ACCOUNTS: &str = "/etc/passwd";
+const GROUPS: &str = "/etc/group";
+
+/// The name of `id` in `database` (/etc/passwd or /etc/group: `name:password:id:…`), the
+/// first line that has it winning as with NSS's `files`. Read again at every lookup: an
+/// observation after a step that created a user must see it.
+fn name_of(database: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(database).ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id_field = fields.nth(1)?;
+        (id_field.parse() == Ok(id)).then(|| name.to_owned())
+    })
+}
+
 /// The effective uid owns `/proc/self`; reading it needs neither libc nor unsafe code.
 fn effective_uid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|meta| meta.uid())
@@ -103,6 +161,41 @@ impl Host for LocalHost {
                 user: self.user.clone(),
             });
         }
+        Ok(output)
+    }
+
+    /// Path sections read here, shell sections (if any) in one script, in their order:
+    /// shell sections only depend on each other. Not root: the reads would not be root's,
+    /// so the whole script runs through sudo.
+    async fn probe(&self, probe: &Probe) -> Result<Output, HostError> {
+        if !self.is_root {
+            return self.run(&probe.command()).await;
+        }
+        let mut read_here = Vec::new();
+        let mut shell_part = Probe::new();
+        for (name, section) in probe.sections() {
+            let text = match section {
+                Section::Shell(body) => {
+                    shell_part = shell_part.section(name, body);
+                    continue;
+                }
+                Section::File(path) => read_path(path, true),
+                Section::Metadata(path) => read_path(path, false),
+                Section::Contents(path) => read_contents(path),
+            };
+            let Some(text) = text else {
+                return self.run(&probe.command()).await;
+            };
+            read_here.extend(section_start(name).into_bytes());
+            read_here.extend(text);
+        }
+        let mut output = if shell_part.sections().is_empty() {
+            Output::ok(section_start(END_SECTION))
+        } else {
+            self.run(&shell_part.command()).await?
+        };
+        read_here.append(&mut output.stdout);
+        output.stdout = read_here;
         Ok(output)
     }
 
@@ -202,18 +295,129 @@ mod tests {
         false
     }
 
-    #[tokio::test]
-    async fn become_root_as_root_runs_as_root() {
+    /// This machine, when the tests run as root; otherwise `None`, after saying on
+    /// standard error why the test has nothing to check.
+    fn local_as_root(otherwise: &str) -> Option<LocalHost> {
         let host = local();
         if !host.is_root {
-            eprintln!("not root: LocalHost would go through sudo; covered by the SSH tests");
-            return;
+            eprintln!("not root: {otherwise}");
+            return None;
         }
+        Some(host)
+    }
+
+    #[tokio::test]
+    async fn become_root_as_root_runs_as_root() {
+        let Some(host) = local_as_root("LocalHost would go through sudo; covered by the SSH tests")
+        else {
+            return;
+        };
         let output = host
             .run(&Command::new("id -u").as_root())
             .await
             .expect("runs");
         assert_eq!(output.stdout_text(), "0\n");
+    }
+
+    /// A probe's output cut into its sections, for comparing outputs whose sections come
+    /// in another order.
+    fn sections_of(stdout: &[u8]) -> Vec<String> {
+        let mut sections: Vec<String> = String::from_utf8_lossy(stdout)
+            .split(crate::SECTION_MARK)
+            .map(str::to_owned)
+            .collect();
+        sections.sort();
+        sections
+    }
+
+    #[tokio::test]
+    async fn a_probe_read_in_process_says_what_its_script_says() {
+        let Some(host) = local_as_root("LocalHost runs the probe's script itself") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+        std::fs::write(path("text"), "one\ntwo\n").expect("seed");
+        std::fs::write(path("no newline"), "x").expect("seed");
+        std::fs::write(path("empty"), "").expect("seed");
+        std::fs::write(path("binary"), [0xff, 0xfe, b'\n']).expect("seed");
+        std::fs::create_dir(path("setgid")).expect("mkdir");
+        std::fs::set_permissions(path("setgid"), std::fs::Permissions::from_mode(0o2755))
+            .expect("chmod");
+        std::fs::set_permissions(path("empty"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        std::os::unix::fs::symlink(path("text"), path("link")).expect("symlink");
+        std::os::unix::fs::symlink(path("nowhere"), path("dangling")).expect("symlink");
+        // uid 1 is `daemon` on Debian: an owner that is not the one running the test.
+        std::os::unix::fs::chown(path("no newline"), Some(1), Some(1)).expect("chown");
+        let mut probe = Probe::new();
+        for name in [
+            "text",
+            "no newline",
+            "empty",
+            "binary",
+            "setgid",
+            "link",
+            "dangling",
+        ] {
+            probe = probe
+                .file(&format!("file {name}"), &path(name))
+                .metadata(&format!("metadata {name}"), &path(name));
+        }
+        let probe = probe
+            .file("missing", &path("missing"))
+            .metadata("under a file", &format!("{}/child", path("text")))
+            .file("proc", "/proc/sys/kernel/osrelease")
+            .contents("contents", &path("text"))
+            .contents("proc contents", "/proc/swaps")
+            .section("shell", "kernel=$(uname -r); echo \"$kernel\"")
+            .section("shell again", "echo \"$kernel\"; echo err >&2");
+
+        let in_process = host.probe(&probe).await.expect("probes");
+        let scripted = host.run(&probe.command()).await.expect("runs");
+        assert_eq!(
+            sections_of(&in_process.stdout),
+            sections_of(&scripted.stdout)
+        );
+        assert_eq!(in_process.stderr_text(), "err\n");
+        assert_eq!(in_process.status, scripted.status);
+
+        let paths_only = Probe::new()
+            .file("text", &path("text"))
+            .metadata("setgid", &path("setgid"));
+        let in_process = host.probe(&paths_only).await.expect("probes");
+        let scripted = host.run(&paths_only.command()).await.expect("runs");
+        assert_eq!(in_process.stdout_text(), scripted.stdout_text());
+        assert!(
+            in_process
+                .stdout_text()
+                .contains("2755 root root directory\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_an_owner_without_a_name_is_left_to_the_shell() {
+        let Some(host) = local_as_root("LocalHost runs the probe's script itself") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("orphan");
+        std::fs::write(&file, "x\n").expect("seed");
+        std::os::unix::fs::chown(&file, Some(54_321), Some(54_321)).expect("chown");
+        let probe = Probe::new().file("orphan", file.to_str().expect("utf-8"));
+        let output = host.probe(&probe).await.expect("probes");
+        assert_eq!(
+            output.stdout_text(),
+            host.run(&probe.command())
+                .await
+                .expect("runs")
+                .stdout_text()
+        );
+        assert!(
+            output
+                .stdout_text()
+                .contains("644 UNKNOWN UNKNOWN regular file\nx\n")
+        );
     }
 
     #[tokio::test]

@@ -26,11 +26,13 @@ impl Directory<'_> {
 
     async fn read(&self, host: &dyn Host) -> Result<FileState, ResourceError> {
         self.check()?;
-        Probe::new()
-            .metadata("dir", &self.0.path)
-            .run(host, &self.0.path)
-            .await?
-            .file("dir", &self.0.path)
+        shell::run_probe(
+            host,
+            &Probe::new().metadata("dir", &self.0.path),
+            &self.0.path,
+        )
+        .await?
+        .file("dir", &self.0.path)
     }
 
     fn changes(&self, state: &FileState) -> Result<Vec<Change>, ResourceError> {

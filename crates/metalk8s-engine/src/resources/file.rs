@@ -94,9 +94,7 @@ impl<'a> DesiredFile<'a> {
     /// Reads the file with one command of its own.
     pub(crate) async fn read(&self, host: &dyn Host) -> Result<FileState, ResourceError> {
         self.check()?;
-        Probe::new()
-            .file("file", self.path)
-            .run(host, self.path)
+        shell::run_probe(host, &Probe::new().file("file", self.path), self.path)
             .await?
             .file("file", self.path)
     }

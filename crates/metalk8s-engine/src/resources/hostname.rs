@@ -12,6 +12,10 @@ use crate::resource::{Apply, Change, Observation, ResourceError};
 
 const HOSTNAME_FILE: &str = "/etc/hostname";
 
+/// The kernel's host name (of the node's UTS namespace), what `hostname` prints; read as a
+/// file, it costs no process on the node.
+const KERNEL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
+
 pub(crate) struct Hostname<'a>(pub(crate) &'a HostnameResource);
 
 impl Hostname<'_> {
@@ -35,11 +39,14 @@ impl Hostname<'_> {
 impl Apply for Hostname<'_> {
     async fn observe(&self, host: &dyn Host) -> Result<Observation, ResourceError> {
         self.check()?;
-        let sections = Probe::new()
-            .section("live", "hostname")
-            .file("file", HOSTNAME_FILE)
-            .run(host, "the host name")
-            .await?;
+        let sections = shell::run_probe(
+            host,
+            &Probe::new()
+                .contents("live", KERNEL_HOSTNAME)
+                .file("file", HOSTNAME_FILE),
+            "the host name",
+        )
+        .await?;
         let want = &self.0.name;
         let mut changes = Vec::new();
         let live = sections.get("live").trim();

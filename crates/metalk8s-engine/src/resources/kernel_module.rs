@@ -85,16 +85,19 @@ impl KernelModule<'_> {
         }
         loaded.push_str("else echo no; fi");
         let conf_path = self.conf_path();
-        let sections = Probe::new()
-            .section("kernel", "kernel=$(uname -r); echo \"$kernel\"")
-            .section("loaded", &loaded)
-            .section(
-                "loadable",
-                "if [ -d \"/lib/modules/$kernel\" ]; then echo yes; else echo no; fi",
-            )
-            .file("conf", &conf_path)
-            .run(host, &format!("kernel module {}", self.name()))
-            .await?;
+        let sections = shell::run_probe(
+            host,
+            &Probe::new()
+                .section("kernel", "kernel=$(uname -r); echo \"$kernel\"")
+                .section("loaded", &loaded)
+                .section(
+                    "loadable",
+                    "if [ -d \"/lib/modules/$kernel\" ]; then echo yes; else echo no; fi",
+                )
+                .file("conf", &conf_path),
+            &format!("kernel module {}", self.name()),
+        )
+        .await?;
         Ok(ModuleState {
             loaded: sections.get("loaded").trim() == "yes",
             kernel: sections.get("kernel").trim().to_owned(),

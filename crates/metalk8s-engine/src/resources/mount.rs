@@ -74,17 +74,18 @@ impl Mount<'_> {
 
     async fn read(&self, host: &dyn Host) -> Result<MountState, ResourceError> {
         self.check()?;
-        let sections = Probe::new()
-            .file("fstab", FSTAB)
-            .section(
+        let sections = shell::run_probe(
+            host,
+            &Probe::new().file("fstab", FSTAB).section(
                 "mounted",
                 &format!(
                     "findmnt -n -o SOURCE --mountpoint {} 2>/dev/null || true",
                     quote(&self.0.mount_point)
                 ),
-            )
-            .run(host, &format!("mount {}", self.0.mount_point))
-            .await?;
+            ),
+            &format!("mount {}", self.0.mount_point),
+        )
+        .await?;
         Ok(MountState {
             fstab: sections.file("fstab", FSTAB)?,
             mounted: !sections.get("mounted").trim().is_empty(),

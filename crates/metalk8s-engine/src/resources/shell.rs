@@ -1,33 +1,22 @@
 //! What every resource needs to talk to a host: quoting, running a script as root, turning
-//! a failed command into a [`ResourceError`], and the probe, one script per observation
-//! whose output is cut into named sections.
+//! a failed command into a [`ResourceError`], and running a [`Probe`] (one read-only
+//! script per observation, which a local host answers mostly without a process) and
+//! cutting its output into named sections.
 
 use std::collections::BTreeMap;
 
-use metalk8s_transport::{Command, Host, Output};
+use metalk8s_transport::{Command, END_SECTION, Host, Output, SCRIPT_PRELUDE, SECTION_MARK};
 
 use crate::resource::ResourceError;
-
-/// Every script starts here: tools in the sbin directories are found even from a minimal
-/// environment, and messages are in English, since some are read (`Device or resource
-/// busy`, `Unable to locate package`).
-const PRELUDE: &str =
-    "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n";
-
-/// Starts each section of a probe's output, followed by the section's name and a newline.
-const SECTION_MARK: &str = "\n@@metalk8s:";
-
-/// The last section of every probe: its absence means the script was cut short.
-const END_SECTION: &str = "end";
 
 /// Longest excerpt of a script quoted in a message.
 const EXCERPT_MAX_CHARS: usize = 60;
 
-pub(crate) use metalk8s_transport::quote;
+pub(crate) use metalk8s_transport::{Probe, quote};
 
 /// `script`, run as root with the common prelude.
 pub(crate) fn root(script: &str) -> Command {
-    Command::new(format!("{PRELUDE}{script}")).as_root()
+    Command::new(format!("{SCRIPT_PRELUDE}{script}")).as_root()
 }
 
 /// Runs `command`; a non-zero exit is the caller's to judge.
@@ -81,73 +70,24 @@ pub(crate) fn excerpt(script: &str) -> String {
     format!("`{excerpt}`")
 }
 
-/// One read-only script that gathers everything an observation needs, so that observing
-/// costs one command. Each section's body prints to standard output; the output is cut
-/// back into sections by name.
-#[derive(Clone, Debug)]
-pub(crate) struct Probe {
-    script: String,
-}
-
-impl Probe {
-    pub(crate) fn new() -> Self {
-        Probe {
-            script: String::new(),
-        }
-    }
-
-    /// Adds a section whose content is what `body` prints.
-    pub(crate) fn section(mut self, name: &str, body: &str) -> Self {
-        self.script.push_str(&mark(name));
-        self.script.push_str(body.trim_end());
-        self.script.push('\n');
-        self
-    }
-
-    /// Adds a section describing `path`; read it with [`Sections::file`].
-    pub(crate) fn file(self, name: &str, path: &str) -> Self {
-        let body = format!(
-            "if [ -e {p} ]; then stat -L -c '%a %U %G %F' -- {p} && cat -- {p}; else echo absent; fi",
-            p = quote(path)
-        );
-        self.section(name, &body)
-    }
-
-    /// Adds a section with only the metadata of `path` (no content); read it with
-    /// [`Sections::file`].
-    pub(crate) fn metadata(self, name: &str, path: &str) -> Self {
-        let body = format!(
-            "if [ -e {p} ]; then stat -L -c '%a %U %G %F' -- {p}; else echo absent; fi",
-            p = quote(path)
-        );
-        self.section(name, &body)
-    }
-
-    pub(crate) fn command(&self) -> Command {
-        let end = mark(END_SECTION);
-        root(&format!("{}{end}", self.script))
-    }
-
-    /// Runs the probe; `what` names what it reads, for messages.
-    pub(crate) async fn run(self, host: &dyn Host, what: &str) -> Result<Sections, ResourceError> {
-        let output = run(host, &self.command()).await?;
-        Sections::parse(&output.stdout_text()).ok_or_else(|| {
-            let mut error = command_error(format!("reading {what}"), &output);
-            match &mut error {
-                ResourceError::Command { stderr, .. } if stderr.is_empty() => {
-                    "the script stopped before printing everything".clone_into(stderr);
-                }
-                _ => {}
+/// Runs `probe` on `host` (see [`Host::probe`]: a local host reads its paths without a
+/// process) and cuts its output into sections; `what` names what it reads, for messages.
+pub(crate) async fn run_probe(
+    host: &dyn Host,
+    probe: &Probe,
+    what: &str,
+) -> Result<Sections, ResourceError> {
+    let output = host.probe(probe).await?;
+    Sections::parse(&output.stdout_text()).ok_or_else(|| {
+        let mut error = command_error(format!("reading {what}"), &output);
+        match &mut error {
+            ResourceError::Command { stderr, .. } if stderr.is_empty() => {
+                "the script stopped before printing everything".clone_into(stderr);
             }
-            error
-        })
-    }
-}
-
-/// `printf` of a section mark: a newline first, so that a section whose content does not
-/// end with one still ends where the mark starts.
-fn mark(name: &str) -> String {
-    format!("printf '\\n@@metalk8s:%s\\n' {}\n", quote(name))
+            _ => {}
+        }
+        error
+    })
 }
 
 /// A probe's output, by section name.

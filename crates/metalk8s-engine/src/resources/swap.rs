@@ -38,11 +38,14 @@ fn is_swap_line(line: &str) -> bool {
 }
 
 async fn read(host: &dyn Host) -> Result<SwapState, ResourceError> {
-    let sections = Probe::new()
-        .section("swaps", "cat /proc/swaps")
-        .file("fstab", FSTAB)
-        .run(host, "swap")
-        .await?;
+    let sections = shell::run_probe(
+        host,
+        &Probe::new()
+            .contents("swaps", "/proc/swaps")
+            .file("fstab", FSTAB),
+        "swap",
+    )
+    .await?;
     let active = sections
         .get("swaps")
         .lines()

@@ -92,10 +92,12 @@ impl Sysctl<'_> {
             probe = probe.section(&format!("key {key}"), &key_body(key));
         }
         let paths: Vec<String> = self.0.values.keys().map(|k| quote(&proc_path(k))).collect();
-        let sections = probe
-            .section("values", &values_body(&paths))
-            .run(host, "kernel parameters")
-            .await?;
+        let sections = shell::run_probe(
+            host,
+            &probe.section("values", &values_body(&paths)),
+            "kernel parameters",
+        )
+        .await?;
         let file = sections.file("file", &self.0.file)?;
         let values = parse_values(sections.get("values"));
         let mut live = BTreeMap::new();

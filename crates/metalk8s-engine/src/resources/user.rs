@@ -39,11 +39,14 @@ impl User<'_> {
     async fn read(&self, host: &dyn Host) -> Result<Option<Account>, ResourceError> {
         self.check()?;
         let name = quote(&self.0.name);
-        let sections = Probe::new()
-            .section("passwd", &format!("getent passwd -- {name} || true"))
-            .section("groups", &format!("id -Gn -- {name} 2>/dev/null || true"))
-            .run(host, &format!("user {}", self.0.name))
-            .await?;
+        let sections = shell::run_probe(
+            host,
+            &Probe::new()
+                .section("passwd", &format!("getent passwd -- {name} || true"))
+                .section("groups", &format!("id -Gn -- {name} 2>/dev/null || true")),
+            &format!("user {}", self.0.name),
+        )
+        .await?;
         let passwd = sections.get("passwd").trim();
         if passwd.is_empty() {
             return Ok(None);
