@@ -127,12 +127,11 @@ fi"#,
 fi"#,
             r = quote(&record_path(path))
         );
-        let sections = Probe::new()
+        let probe = Probe::new()
             .section("file", &file)
             .section("record", &record)
-            .section("hash", &hash)
-            .run(host, path)
-            .await?;
+            .section("hash", &hash);
+        let sections = shell::run_probe(host, &probe, path).await?;
         parse(
             path,
             sections.get("file"),
