@@ -80,8 +80,9 @@ const NODE_PACKAGES: [&str; 6] = [
     "ebtables",
     "iptables",
 ];
-/// On control planes when the cluster has a VIP.
-const VIP_PACKAGE: &str = "keepalived";
+/// On control planes when the cluster has a VIP: keepalived, and curl for its check of the
+/// local API server.
+const VIP_PACKAGES: [&str; 2] = ["keepalived", "curl"];
 
 /// The control-plane images kubeadm pulls (tagged with the Kubernetes version), then the
 /// images whose tags the bundle chooses.
@@ -92,6 +93,10 @@ const VERSIONED_IMAGES: [&str; 4] = [
     "kube-proxy",
 ];
 const OTHER_IMAGES: [&str; 2] = ["pause", "coredns/coredns"];
+
+/// The cluster-wide objects metalk8s applies (RBAC bindings, kube-proxy), on every
+/// control plane, applied again whenever the file changes.
+const CLUSTER_OBJECTS: &str = "/etc/kubernetes/metalk8s/cluster-objects.yaml";
 
 const HAPROXY: &str = "haproxy.service";
 const KEEPALIVED: &str = "keepalived.service";
@@ -233,7 +238,7 @@ fn kubernetes_version(
     }
     let mut packages: Vec<&str> = NODE_PACKAGES.to_vec();
     if cluster.inventory.networks.api_server_vip.is_some() {
-        packages.push(VIP_PACKAGE);
+        packages.extend(VIP_PACKAGES);
     }
     for name in packages {
         if !bundle.packages.iter().any(|package| package == name) {
@@ -311,7 +316,7 @@ fn host_plan(
 
     let mut packages: Vec<String> = NODE_PACKAGES.iter().map(|p| (*p).to_owned()).collect();
     if vip {
-        packages.push(VIP_PACKAGE.to_owned());
+        packages.extend(VIP_PACKAGES.map(str::to_owned));
     }
     let packages = steps.add((
         "packages/kubernetes".to_owned(),
@@ -446,6 +451,20 @@ fn host_plan(
     }
     ready.extend(pki);
 
+    let objects = if control_plane {
+        steps.add(directory("/etc/kubernetes/metalk8s", 0o755, "root"));
+        let mut objects = metalk8s_kubernetes::rbac::bindings();
+        objects.extend(kube_proxy::objects(k8s).map_err(PlanError::kubernetes)?);
+        Some(steps.add(file(
+            CLUSTER_OBJECTS,
+            metalk8s_kubernetes::yaml::documents(&objects),
+            0o644,
+        )))
+    } else {
+        None
+    };
+
+    let mut joined = None;
     if kubeadm != Kubeadm::Done {
         let credentials = inputs
             .join
@@ -478,7 +497,7 @@ fn host_plan(
         })));
         ready.push(config);
         let after: Vec<&String> = ready.iter().collect();
-        steps.add_with(
+        joined = Some(steps.add_with(
             (
                 format!("command/kubeadm-{verb}"),
                 Resource::Command(CommandResource {
@@ -492,6 +511,24 @@ fn host_plan(
             ),
             &after,
             &[],
+        ));
+    }
+    if let Some(objects) = &objects {
+        // Through this node's own proxy, once its API server is up (kubeadm returns
+        // then); server-side apply, so each field has one owner.
+        let mut after = vec![objects];
+        after.extend(joined.as_ref());
+        steps.add_with(
+            reaction(
+                "apply-cluster-objects",
+                &format!(
+                    "kubectl --kubeconfig {admin} --server https://{endpoint} apply --server-side --field-manager=metalk8s --force-conflicts -f {CLUSTER_OBJECTS}",
+                    admin = "/etc/kubernetes/admin.conf",
+                    endpoint = kubeadm::control_plane_endpoint(),
+                ),
+            ),
+            &after,
+            &[objects],
         );
     }
     Ok(HostPlan {

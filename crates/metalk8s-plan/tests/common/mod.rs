@@ -162,6 +162,7 @@ pub fn bundle() -> metalk8s_plan::StagedBundle {
         packages: [
             "conntrack",
             "containerd",
+            "curl",
             "ebtables",
             "ethtool",
             "haproxy",
