@@ -7,5 +7,6 @@ pub mod deploy;
 pub mod etcd;
 pub mod gates;
 pub mod inputs;
+pub mod kubeconfig;
 pub mod pki;
 pub mod session;
