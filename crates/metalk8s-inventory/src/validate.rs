@@ -1,5 +1,6 @@
 //! Checks that span several values: roles across nodes, unique names and addresses, IPs
-//! inside their networks, networks that do not overlap, volumes that do not share disks.
+//! inside their networks, the API server VIP inside the control plane and free, networks
+//! that do not overlap, volumes that do not share disks.
 //!
 //! They run on the typed inventory, look up where each value was written to point at it,
 //! and skip values that were already reported wrong (tainted) so that a typo is not
@@ -29,6 +30,7 @@ pub(crate) fn validate(inventory: &Inventory, decoded: &Decoded) -> Vec<Finding>
     checker.roles();
     checker.unique_node_values();
     checker.ips_inside_networks();
+    checker.api_server_vip();
     checker.networks_apart();
     checker.volumes();
     checker.findings
@@ -40,11 +42,14 @@ struct Checker<'a> {
     findings: Vec<Finding>,
 }
 
+/// Reads one of a node's IPs (`None` when unset, or not an IP).
+type NodeIp = fn(&Node) -> Option<IpAddr>;
+
 /// A node network and the node field that must fall inside it.
 struct Plane<'a> {
     field: &'static str,
     networks_path: &'static str,
-    ip_of: fn(&Node) -> Option<IpAddr>,
+    ip_of: NodeIp,
     networks: &'a [IpNet],
 }
 
@@ -360,6 +365,101 @@ impl<'a> Checker<'a> {
             ));
             self.push(finding);
         }
+    }
+
+    /// `networks.apiServerVIP` is held by keepalived on a control-plane node's interface
+    /// in the control-plane network, so it must lie in one of those CIDRs; and it moves
+    /// between nodes, so it cannot be an address a node already has.
+    fn api_server_vip(&mut self) {
+        const PATH: &str = "networks.apiServerVIP";
+        let Some(vip) = self.inventory.networks.api_server_vip else {
+            return;
+        };
+        if !self.clean(PATH) {
+            return;
+        }
+        if self.clean("networks.controlPlane") {
+            self.vip_inside_control_plane(PATH, vip);
+        }
+        let fields: [(&str, &str, NodeIp); 3] = [
+            ("address", "address", |node| node.address.parse().ok()),
+            ("controlPlaneIP", "control-plane IP", |node| {
+                node.control_plane_ip
+            }),
+            ("workloadPlaneIP", "workload-plane IP", |node| {
+                node.workload_plane_ip
+            }),
+        ];
+        for (field, what, ip_of) in fields {
+            for (index, node) in self.nodes_with_clean(field) {
+                if ip_of(node) != Some(vip) {
+                    continue;
+                }
+                let node_field = format!("{}.{field}", node_path(index));
+                self.push(
+                    Finding::new(
+                        "inventory::vip-is-node-address",
+                        PATH,
+                        self.value_span(PATH),
+                        format!(
+                            "the API server VIP `{vip}` is also the {what} of node `{}`",
+                            node.name
+                        ),
+                    )
+                    .label("the VIP")
+                    .also(self.value_span(&node_field), format!("`{}`'s {what}", node.name))
+                    .help(
+                        "pick a free address in the control-plane network for the VIP: keepalived moves it between the control-plane nodes, so no node may own it",
+                    ),
+                );
+            }
+        }
+    }
+
+    fn vip_inside_control_plane(&mut self, path: &str, vip: IpAddr) {
+        let networks = &self.inventory.networks.control_plane;
+        if networks.iter().any(|net| net.contains(&vip)) {
+            return;
+        }
+        let listed: Vec<String> = networks.iter().map(|net| format!("`{net}`")).collect();
+        let same_family = networks
+            .iter()
+            .any(|net| net.addr().is_ipv4() == vip.is_ipv4());
+        let (message, help) = if same_family {
+            (
+                format!(
+                    "the API server VIP `{vip}` is in none of the `networks.controlPlane` CIDRs ({})",
+                    listed.join(", ")
+                ),
+                "pick a free address inside a `networks.controlPlane` CIDR: the control-plane nodes hold the VIP on their control-plane interface".to_owned(),
+            )
+        } else {
+            let (family, other) = if vip.is_ipv4() {
+                ("IPv4", "IPv6")
+            } else {
+                ("IPv6", "IPv4")
+            };
+            (
+                format!(
+                    "the API server VIP `{vip}` is an {family} address but the `networks.controlPlane` CIDRs ({}) are {other}",
+                    listed.join(", ")
+                ),
+                format!(
+                    "pick a free {other} address inside a `networks.controlPlane` CIDR, or add an {family} network there"
+                ),
+            )
+        };
+        self.push(
+            Finding::new(
+                "inventory::vip-outside-network",
+                path,
+                self.value_span(path),
+                message,
+            )
+            .label("outside `networks.controlPlane`")
+            .also(self.key_span("networks.controlPlane"), "declared here")
+            .help(help),
+        );
     }
 
     /// The networks, each with its path and how to name it in a message.

@@ -56,16 +56,45 @@ impl ClusterAddresses {
         }
     }
 
-    /// The control-plane IPs the inventory declares (`controlPlaneIP`); nodes without one
-    /// need theirs from facts.
+    /// The addresses of `inventory`'s cluster: the nodes' control-plane IPs (resolved by
+    /// the caller, from the inventory or from facts) and the inventory's
+    /// `networks.apiServerVIP`, which every API server certificate must then name.
+    pub fn of_inventory(
+        inventory: &Inventory,
+        control_plane_ips: BTreeMap<String, IpAddr>,
+    ) -> ClusterAddresses {
+        ClusterAddresses {
+            control_plane_vip: inventory.networks.api_server_vip,
+            ..ClusterAddresses::new(control_plane_ips)
+        }
+    }
+
+    /// The control-plane IPs the inventory declares (`controlPlaneIP`), and its VIP; nodes
+    /// without a declared IP need theirs from facts.
     pub fn declared(inventory: &Inventory) -> ClusterAddresses {
-        ClusterAddresses::new(
+        ClusterAddresses::of_inventory(
+            inventory,
             inventory
                 .nodes
                 .iter()
                 .filter_map(|node| Some((node.name.clone(), node.control_plane_ip?)))
                 .collect(),
         )
+    }
+
+    /// Where clients outside the cluster reach the API servers: the VIP when there is
+    /// one (it follows a healthy API server), else the first control-plane node of the
+    /// inventory, whose own API server is the one to ask.
+    pub fn client_server(&self, inventory: &Inventory) -> Result<String, SpecError> {
+        if let Some(vip) = self.control_plane_vip {
+            return Ok(self.url(vip));
+        }
+        let node = inventory
+            .nodes
+            .iter()
+            .find(|node| node.has_role(Role::ControlPlane))
+            .ok_or(SpecError::NoControlPlane)?;
+        Ok(self.url(self.ip_of(node)?))
     }
 
     fn ip_of(&self, node: &Node) -> Result<IpAddr, SpecError> {
@@ -83,6 +112,34 @@ impl ClusterAddresses {
             IpAddr::V6(v6) => format!("https://[{v6}]:{}", self.api_server_port),
         }
     }
+}
+
+/// The node name an operator's certificate is filed under in messages: it belongs to no
+/// node.
+pub const OPERATOR: &str = "operator";
+
+/// The admin kubeconfig handed to an operator (`metalk8s kubeconfig`): the user and group
+/// of `admin.conf` (`kubernetes-admin` in [`CLUSTER_ADMINS_GROUP`]), pointing at
+/// [`ClusterAddresses::client_server`]. Its key is its own, made for each request, so that
+/// no node's `admin.conf` key leaves the cluster.
+pub fn operator_kubeconfig(
+    inventory: &Inventory,
+    addresses: &ClusterAddresses,
+) -> Result<CertSpec, SpecError> {
+    Ok(CertSpec {
+        node: OPERATOR.to_owned(),
+        name: "admin kubeconfig".to_owned(),
+        issuer: Authority::Kubernetes,
+        common_name: "kubernetes-admin".to_owned(),
+        organizations: vec![CLUSTER_ADMINS_GROUP.to_owned()],
+        purpose: Purpose::Client,
+        alt_names: Vec::new(),
+        output: Output::Kubeconfig {
+            file: "admin.conf".to_owned(),
+            cluster: inventory.name.clone(),
+            server: addresses.client_server(inventory)?,
+        },
+    })
 }
 
 /// Which files of a CA a node holds.
@@ -411,6 +468,74 @@ mod tests {
             Err(SpecError::ServicesTooSmall {
                 cidr: "10.96.0.0/32".to_owned()
             })
+        );
+    }
+
+    fn two_nodes(vip: Option<&str>) -> Inventory {
+        let vip = vip.map_or(String::new(), |vip| format!("  apiServerVIP: \"{vip}\"\n"));
+        metalk8s_inventory::parse(
+            "two.yaml",
+            &format!(
+                "apiVersion: metalk8s.io/v1alpha1\nkind: Inventory\nname: two\nnetworks:\n  \
+                 controlPlane: [10.10.0.0/24, \"fd00:10::/64\"]\n  workloadPlane: [10.20.0.0/24]\n{vip}\
+                 nodes:\n  - name: a\n    address: 10.10.0.11\n    roles: [bootstrap, etcd, worker]\n  \
+                 - name: b\n    address: b.example.com\n    roles: [control-plane]\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn ips(pairs: &[(&str, &str)]) -> BTreeMap<String, IpAddr> {
+        pairs
+            .iter()
+            .map(|(node, ip)| ((*node).to_owned(), ip.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn clients_reach_the_vip_when_the_inventory_has_one() {
+        for (vip, url) in [
+            ("10.10.0.100", "https://10.10.0.100:6443"),
+            ("fd00:10::100", "https://[fd00:10::100]:6443"),
+        ] {
+            let inventory = two_nodes(Some(vip));
+            let addresses = ClusterAddresses::of_inventory(&inventory, BTreeMap::new());
+            assert_eq!(addresses.control_plane_vip, Some(vip.parse().unwrap()));
+            assert_eq!(addresses.client_server(&inventory).unwrap(), url);
+        }
+    }
+
+    #[test]
+    fn without_a_vip_clients_reach_the_first_control_plane_node() {
+        let inventory = two_nodes(None);
+        // `a` comes first but runs no API server.
+        let addresses = ClusterAddresses::of_inventory(
+            &inventory,
+            ips(&[("a", "10.10.0.11"), ("b", "fd00:10::12")]),
+        );
+        assert_eq!(addresses.control_plane_vip, None);
+        assert_eq!(
+            addresses.client_server(&inventory).unwrap(),
+            "https://[fd00:10::12]:6443"
+        );
+        // Its address unknown (not declared, no facts): said so, with the node's name.
+        let unresolved = ClusterAddresses::of_inventory(&inventory, ips(&[("a", "10.10.0.11")]));
+        assert_eq!(
+            unresolved.client_server(&inventory),
+            Err(SpecError::MissingControlPlaneIp {
+                node: "b".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn without_a_control_plane_node_there_is_no_server() {
+        let mut inventory = two_nodes(None);
+        inventory.nodes[1].roles = vec![Role::Worker];
+        let addresses = ClusterAddresses::of_inventory(&inventory, ips(&[("b", "10.10.0.12")]));
+        assert_eq!(
+            addresses.client_server(&inventory),
+            Err(SpecError::NoControlPlane)
         );
     }
 }

@@ -45,6 +45,8 @@ pub enum SpecError {
     MissingControlPlaneIp { node: String },
     #[error("the services network {cidr} has no address for the API server's service IP")]
     ServicesTooSmall { cidr: String },
+    #[error("the inventory has no control-plane node, so no API server to point clients at")]
+    NoControlPlane,
 }
 
 /// Errors of key generation, signing and the key store.

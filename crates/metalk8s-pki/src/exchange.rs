@@ -14,9 +14,10 @@ use metalk8s_model::plan::NodeFile;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::cluster::{ClusterAddresses, cluster_certificates};
+use crate::cluster::{ClusterAddresses, cluster_certificates, operator_kubeconfig};
 use crate::error::PkiError;
 use crate::issue::IssueOptions;
+use crate::kubeconfig::Kubeconfig;
 use crate::store::{PRIVATE_FILE_MODE, PkiStore, RenewScope, Renewal, ReportEntry};
 
 /// Where the bootstrap node keeps the cluster's key store.
@@ -49,6 +50,18 @@ pub enum PkiAction {
     RenewAll,
     /// [`PkiAction::Ensure`], then renew the leaves expired or expiring within the time.
     RenewExpiring { within_seconds: i64 },
+    /// Issue an admin kubeconfig for the operator ([`operator_kubeconfig`]) and nothing
+    /// else: the store is only read, never created or completed, so that asking before
+    /// the first deploy answers "no cluster yet" rather than making a CA no node trusts.
+    AdminKubeconfig,
+}
+
+impl PkiAction {
+    /// Whether the answer carries every node's files (and so, in the binary, the APT key
+    /// handed out with them).
+    pub fn places_node_files(self) -> bool {
+        !matches!(self, PkiAction::AdminKubeconfig)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +72,10 @@ pub struct PkiResponse {
     pub renewals: Vec<Renewal>,
     /// By node: every file it holds under /etc/kubernetes, with its content.
     pub files: BTreeMap<String, Vec<NodeFile>>,
+    /// The answer to [`PkiAction::AdminKubeconfig`]: `None` when the store holds no
+    /// Kubernetes CA yet. Its `Debug` never shows the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_kubeconfig: Option<Kubeconfig>,
 }
 
 /// Carries out `request` on the store at `root`.
@@ -86,6 +103,13 @@ fn answer_in(
         options.leaf_validity = Duration::seconds(seconds);
     }
     let store = PkiStore::new(root, options);
+    if request.action == PkiAction::AdminKubeconfig {
+        let spec = operator_kubeconfig(&request.inventory, &request.addresses)?;
+        return Ok(PkiResponse {
+            admin_kubeconfig: store.issue_unstored_kubeconfig(&spec, now)?,
+            ..PkiResponse::default()
+        });
+    }
     let nodes = cluster_certificates(&request.inventory, &request.addresses)?;
     let specs: Vec<_> = nodes
         .iter()
@@ -93,7 +117,7 @@ fn answer_in(
         .collect();
     let entries = store.ensure(&specs, now)?.entries;
     let mut renewals = match request.action {
-        PkiAction::Ensure => Vec::new(),
+        PkiAction::Ensure | PkiAction::AdminKubeconfig => Vec::new(),
         PkiAction::RenewAll => store.renew_expiring(&specs, now, RenewScope::All)?,
         PkiAction::RenewExpiring { within_seconds } => store.renew_expiring(
             &specs,
@@ -133,6 +157,7 @@ fn answer_in(
         entries,
         renewals,
         files,
+        admin_kubeconfig: None,
     })
 }
 
@@ -191,12 +216,25 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    const THREE_NODES: &str =
+        include_str!("../../metalk8s-inventory/tests/fixtures/valid/three-nodes-storage.yaml");
+
     fn request(action: PkiAction, dry_run: bool) -> PkiRequest {
-        let inventory = metalk8s_inventory::parse(
-            "three-nodes-storage.yaml",
-            include_str!("../../metalk8s-inventory/tests/fixtures/valid/three-nodes-storage.yaml"),
+        request_for(THREE_NODES, action, dry_run)
+    }
+
+    /// The three-node fixture with `networks.apiServerVIP`.
+    fn with_vip(vip: &str) -> String {
+        THREE_NODES.replacen(
+            "  workloadPlane:\n",
+            &format!("  apiServerVIP: {vip}\n  workloadPlane:\n"),
+            1,
         )
-        .expect("the fixture is valid");
+    }
+
+    fn request_for(text: &str, action: PkiAction, dry_run: bool) -> PkiRequest {
+        let inventory =
+            metalk8s_inventory::parse("three-nodes-storage.yaml", text).expect("a valid fixture");
         let addresses = ClusterAddresses::declared(&inventory);
         PkiRequest {
             inventory,
@@ -320,5 +358,123 @@ mod tests {
             serde_json::from_str::<PkiResponse>(&text).unwrap(),
             response
         );
+    }
+
+    fn file<'a>(response: &'a PkiResponse, node: &str, path: &str) -> &'a str {
+        &response.files[node]
+            .iter()
+            .find(|file| file.path == path)
+            .unwrap_or_else(|| panic!("{node} has no {path}"))
+            .content
+    }
+
+    #[test]
+    fn the_inventorys_vip_is_named_by_every_api_server_certificate_and_admin_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = request_for(&with_vip("10.10.0.100"), PkiAction::Ensure, false);
+        let answered = answer(&dir.path().join("pki"), &with, now()).unwrap();
+        let vip: std::net::IpAddr = "10.10.0.100".parse().unwrap();
+        for node in ["node-1", "node-2", "node-3"] {
+            let apiserver = file(&answered, node, "/etc/kubernetes/pki/apiserver.crt");
+            let cert = crate::CertInfo::from_pem(apiserver).unwrap();
+            assert!(
+                cert.ip_addresses.contains(&vip),
+                "{node}: {:?}",
+                cert.ip_addresses
+            );
+            let admin =
+                Kubeconfig::from_yaml(file(&answered, node, "/etc/kubernetes/admin.conf")).unwrap();
+            assert_eq!(admin.server(), Some("https://10.10.0.100:6443"));
+        }
+        // Without the VIP, no certificate names it.
+        let without = answer(
+            &tempfile::tempdir().unwrap().path().join("pki"),
+            &request(PkiAction::Ensure, false),
+            now(),
+        )
+        .unwrap();
+        let apiserver = file(&without, "node-1", "/etc/kubernetes/pki/apiserver.crt");
+        assert!(
+            !crate::CertInfo::from_pem(apiserver)
+                .unwrap()
+                .ip_addresses
+                .contains(&vip)
+        );
+    }
+
+    #[test]
+    fn an_admin_kubeconfig_before_any_deploy_is_none_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pki");
+        let answered = answer(&root, &request(PkiAction::AdminKubeconfig, false), now()).unwrap();
+        assert_eq!(answered, PkiResponse::default());
+        assert!(!root.exists(), "the store must not be created");
+    }
+
+    #[test]
+    fn an_admin_kubeconfig_is_a_new_cluster_admin_signed_by_the_cluster_ca_and_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pki");
+        let ensured = answer(&root, &request(PkiAction::Ensure, false), now()).unwrap();
+        let listing = |root: &Path| {
+            let mut paths: Vec<_> = walk(root);
+            paths.sort();
+            paths
+        };
+        let before = listing(&root);
+        let answered = answer(&root, &request(PkiAction::AdminKubeconfig, false), now()).unwrap();
+        assert_eq!(listing(&root), before, "nothing written to the store");
+        assert!(answered.files.is_empty() && answered.entries.is_empty());
+        let kubeconfig = answered.admin_kubeconfig.expect("a kubeconfig");
+        // No VIP: the first control-plane node's own API server.
+        assert_eq!(kubeconfig.server(), Some("https://10.10.0.11:6443"));
+        assert_eq!(kubeconfig.clusters[0].name, "lab");
+        let ca_pem = fs::read_to_string(root.join("ca.crt")).unwrap();
+        assert_eq!(kubeconfig.certificate_authority_pem().unwrap(), ca_pem);
+        let cert =
+            crate::CertInfo::from_pem(&kubeconfig.client_certificate_pem().unwrap()).unwrap();
+        assert_eq!(cert.common_name.as_deref(), Some("kubernetes-admin"));
+        assert_eq!(cert.organizations, [crate::CLUSTER_ADMINS_GROUP]);
+        assert_eq!(cert.extended_key_usages, ["clientAuth"]);
+        assert!(cert.is_signed_by(&crate::CertInfo::from_pem(&ca_pem).unwrap()));
+        let key = kubeconfig.client_key_pem().unwrap();
+        assert_eq!(
+            crate::public_key_of(&key).unwrap(),
+            cert.public_key_der(),
+            "the key is the certificate's"
+        );
+        // Its own key: not one of the nodes' admin.conf keys.
+        let node_admin =
+            Kubeconfig::from_yaml(file(&ensured, "node-1", "/etc/kubernetes/admin.conf")).unwrap();
+        assert_ne!(node_admin.client_key_pem().unwrap(), key);
+        assert!(!format!("{kubeconfig:?}").contains(&kubeconfig.users[0].user.client_key_data));
+    }
+
+    #[test]
+    fn an_admin_kubeconfig_points_at_the_vip_when_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pki");
+        let text = with_vip("10.10.0.100");
+        answer(&root, &request_for(&text, PkiAction::Ensure, false), now()).unwrap();
+        let answered = answer(
+            &root,
+            &request_for(&text, PkiAction::AdminKubeconfig, false),
+            now(),
+        )
+        .unwrap();
+        let kubeconfig = answered.admin_kubeconfig.unwrap();
+        assert_eq!(kubeconfig.server(), Some("https://10.10.0.100:6443"));
+    }
+
+    fn walk(root: &Path) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        for entry in fs::read_dir(root).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                paths.extend(walk(&path));
+            }
+            paths.push(path);
+        }
+        paths
     }
 }

@@ -24,7 +24,7 @@ mod store;
 
 pub use cluster::{
     AuthorityFiles, CLUSTER_ADMINS_GROUP, ClusterAddresses, DEFAULT_API_SERVER_PORT, NodePki,
-    REPOSITORY_CERTIFICATE, cluster_certificates, first_service_ip,
+    OPERATOR, REPOSITORY_CERTIFICATE, cluster_certificates, first_service_ip, operator_kubeconfig,
 };
 pub use error::{ParseError, PkiError, SpecError};
 pub use exchange::{

@@ -418,6 +418,21 @@ impl PkiStore {
         })
     }
 
+    /// A kubeconfig for `spec` (a kubeconfig output) signed by the stored CA, with a new
+    /// key, neither stored nor recorded here: for people, not nodes. `None` when the store
+    /// holds no such CA yet (nothing was deployed); the store is never created by this.
+    pub fn issue_unstored_kubeconfig(
+        &self,
+        spec: &CertSpec,
+        now: OffsetDateTime,
+    ) -> Result<Option<Kubeconfig>, PkiError> {
+        let Some(ca) = self.load_authority(spec.issuer)? else {
+            return Ok(None);
+        };
+        let issued = ca.issue(spec, &self.options, now)?;
+        Ok(self.kubeconfig(spec, &ca, &issued.cert_pem, &issued.key_pem))
+    }
+
     /// The stored certificate of `spec`.
     pub fn inspect(&self, spec: &CertSpec) -> Result<CertInfo, PkiError> {
         inspect_file(&self.cert_path(spec))

@@ -36,6 +36,9 @@ pub enum Command {
     /// Check the certificates on every node, and renew them.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Print an admin kubeconfig for the cluster (a new client certificate in
+    /// `kubeadm:cluster-admins`), or write it to a file.
+    Kubeconfig(KubeconfigArgs),
     /// Run on a node by `deploy`: applies a host plan read from standard input.
     #[command(subcommand, hide = true)]
     Agent(AgentCommand),
@@ -403,6 +406,21 @@ pub enum CertsCommand {
         #[arg(long, value_name = "DAYS")]
         expiring_within: Option<u32>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Write it to FILE (mode 0600, replaced in one rename) instead of standard output. An
+    /// existing FILE is replaced only when it is a kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace FILE even when it is not a kubeconfig.
+    #[arg(long, requires = "out")]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

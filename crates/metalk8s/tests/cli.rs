@@ -1,5 +1,5 @@
 //! The command line without servers: help, completions, inventory commands, exit codes, and
-//! an unreachable node reported by the pre-checks.
+//! an unreachable node reported by the pre-checks and by `kubeconfig`.
 
 use std::io::Write;
 
@@ -50,6 +50,7 @@ fn every_command_has_help() {
         &["lab", "down", "--help"],
         &["lab", "ssh", "--help"],
         &["lab", "inventory", "--help"],
+        &["kubeconfig", "--help"],
         &["completions", "--help"],
     ] {
         metalk8s()
@@ -67,6 +68,12 @@ fn usage_errors_exit_2() {
         .args(["lab", "up", "--nodes", "0"])
         .assert()
         .code(2);
+    // `--force` only says what to do with the file of `--out`.
+    metalk8s()
+        .args(["kubeconfig", "-i", "inventory.yaml", "--force"])
+        .assert()
+        .code(2)
+        .stderr(contains("--out"));
 }
 
 #[test]
@@ -75,7 +82,8 @@ fn completions_for_each_shell() {
         .args(["completions", "bash"])
         .assert()
         .success()
-        .stdout(contains("_metalk8s"));
+        .stdout(contains("_metalk8s"))
+        .stdout(contains("kubeconfig"));
     metalk8s()
         .args(["completions", "zsh"])
         .assert()
@@ -200,4 +208,22 @@ fn precheck_reports_an_unreachable_node_and_exits_1() {
         "{check}"
     );
     assert!(check["hint"].is_string(), "{check}");
+}
+
+#[test]
+fn kubeconfig_names_the_unreachable_bootstrap_node_and_writes_nothing() {
+    let file = inventory_file(VALID);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("admin.conf");
+    metalk8s()
+        .args(["kubeconfig", "-i"])
+        .arg(file.path())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(contains("node1"));
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

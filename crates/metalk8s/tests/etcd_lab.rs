@@ -1,5 +1,6 @@
 //! End to end on a 3-node lab with real etcd (Debian's etcd-server 3.4, our unit, TLS,
-//! over SSH; needs root and docker): deploy and health gate, replication, security,
+//! over SSH; needs root and docker): deploy and health gate, the operator's kubeconfig,
+//! replication, security,
 //! a member stopped and one cut off the network, certificates checked and renewed under
 //! writes, backup and restore of a wiped cluster, a member whose data was lost replaced,
 //! defragmentation.
@@ -139,6 +140,43 @@ fn etcd_deploy_failures_security_certificates_backup_restore_and_replace() {
         .filter(|m| m["leader"] == true)
         .collect();
     assert_eq!(leaders.len(), 1, "{status}");
+
+    // An admin kubeconfig from the bootstrap node's store: private, pointing at the first
+    // control-plane node (no VIP in the lab), trusting the store's CA.
+    let kubeconfig = lab.state.path().join("admin.conf");
+    let output = lab
+        .metalk8s()
+        .args(["kubeconfig", "--out"])
+        .arg(&kubeconfig)
+        .arg("-i")
+        .arg(&lab.info.inventory)
+        .output()
+        .unwrap();
+    common::succeeded("metalk8s kubeconfig --out", &output);
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("PRIVATE KEY"),
+        "{output:?}"
+    );
+    let mode = std::fs::metadata(&kubeconfig).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let written = metalk8s_pki::kubeconfig::Kubeconfig::from_yaml(
+        &std::fs::read_to_string(&kubeconfig).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        written.server(),
+        Some(format!("https://{}:6443", lab.ip("node1")).as_str())
+    );
+    assert_eq!(
+        written.certificate_authority_pem().unwrap(),
+        lab.ssh("node1", "cat /var/lib/metalk8s/pki/ca.crt")
+    );
+    let client =
+        metalk8s_pki::CertInfo::from_pem(&written.client_certificate_pem().unwrap()).unwrap();
+    assert_eq!(client.organizations, [metalk8s_pki::CLUSTER_ADMINS_GROUP]);
 
     // A second deploy is a no-op: every member is observed converged in one round trip,
     // so none is touched and no gate is needed.

@@ -35,13 +35,15 @@ fn pki(input: &[u8]) -> CommandResult {
     let now = metalk8s_pki::OffsetDateTime::now_utc();
     let mut response = metalk8s_pki::answer_request(STORE_DIR.as_ref(), &request, now)
         .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
-    crate::ops::apt_key::add_node_files(
-        STORE_DIR.as_ref(),
-        &request.inventory,
-        request.dry_run,
-        &mut response.files,
-    )
-    .map_err(Failure::problem)?;
+    if request.action.places_node_files() {
+        crate::ops::apt_key::add_node_files(
+            STORE_DIR.as_ref(),
+            &request.inventory,
+            request.dry_run,
+            &mut response.files,
+        )
+        .map_err(Failure::problem)?;
+    }
     let mut stdout = std::io::stdout();
     serde_json::to_writer(&mut stdout, &response)
         .map_err(|error| Failure::problem(miette::miette!("cannot write the answer: {error}")))?;

@@ -7,6 +7,7 @@ mod completions;
 mod deploy;
 mod etcd;
 mod inventory;
+mod kubeconfig;
 mod lab;
 mod plan;
 mod precheck;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> CommandResult {
         Command::Deploy(args) => deploy::run(args),
         Command::Etcd(command) => etcd::run(command),
         Command::Certs(command) => certs::run(command),
+        Command::Kubeconfig(args) => kubeconfig::run(args),
         Command::Agent(command) => agent::run(command),
         Command::Repo(command) => repo::run(command),
         Command::Completions { shell } => completions::run(shell),

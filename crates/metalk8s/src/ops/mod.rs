@@ -8,5 +8,6 @@ pub mod etcd;
 pub mod fetch;
 pub mod gates;
 pub mod inputs;
+pub mod kubeconfig;
 pub mod pki;
 pub mod session;

@@ -12,9 +12,13 @@ use metalk8s_transport::Host;
 
 use crate::exit::Failure;
 
-/// Each node's control-plane address: declared in the inventory, else found in its facts.
+/// Each node's control-plane address (declared in the inventory, else found in its
+/// facts) and the inventory's API server VIP.
 pub fn addresses(inventory: &Inventory, facts: &BTreeMap<String, Facts>) -> ClusterAddresses {
-    ClusterAddresses::new(metalk8s_plan::control_plane_ips(inventory, facts))
+    ClusterAddresses::of_inventory(
+        inventory,
+        metalk8s_plan::control_plane_ips(inventory, facts),
+    )
 }
 
 /// Runs `action` on the key store of the bootstrap node (on a scratch copy when
