@@ -62,6 +62,12 @@ pub(crate) const UNIT: PhaseUnit = PhaseUnit {
     plan: phase,
 };
 
+/// Where the deploy's bootstrap token waits for kubeadm on a node that has not joined
+/// (a secret file, deleted once kubeadm succeeded).
+const TOKEN_FILE: &str = "/etc/kubernetes/kubeadm/bootstrap-token";
+/// What stands for the token in kubeadm's configuration as placed and shown.
+const TOKEN_PLACEHOLDER: &str = "@METALK8S_BOOTSTRAP_TOKEN@";
+
 /// How long the bootstrap token of a deploy's joins lives. metalk8s deletes it once the
 /// phase is done; the TTL only bounds its life when a deploy dies before that.
 pub const JOIN_TOKEN_TTL: &str = "1h";
@@ -470,8 +476,10 @@ fn host_plan(
             .join
             .as_ref()
             .ok_or_else(|| PlanError::NoJoinToken { node: name.clone() })?;
+        // kubeadm's configuration is shown in plans and diffs with a placeholder where the
+        // token goes; the token itself is a secret file of its own, put in at run time.
         let token = JoinToken {
-            token: credentials.token.clone(),
+            token: TOKEN_PLACEHOLDER.to_owned(),
             ca_cert_hash: credentials.ca_cert_hash.clone(),
         };
         let (path, files, verb) = match kubeadm {
@@ -487,23 +495,21 @@ fn host_plan(
             ),
         };
         let files = files.map_err(PlanError::kubernetes)?;
-        let config = steps.add(named(Resource::File(FileResource {
-            path: path.to_owned(),
-            content: files.config,
+        ready.push(steps.add(file(path, files.config, 0o600)));
+        ready.push(steps.add(named(Resource::File(FileResource {
+            path: TOKEN_FILE.to_owned(),
+            content: format!("{}\n", credentials.token),
             mode: 0o600,
             owner: "root".to_owned(),
             group: "root".to_owned(),
             secret: true,
-        })));
-        ready.push(config);
+        }))));
         let after: Vec<&String> = ready.iter().collect();
         joined = Some(steps.add_with(
             (
                 format!("command/kubeadm-{verb}"),
                 Resource::Command(CommandResource {
-                    command: format!(
-                        "kubeadm {verb} --config {path} && rm -f {path} && touch {KUBEADM_DONE_MARKER}"
-                    ),
+                    command: kubeadm_command(verb, path),
                     creates: Some(KUBEADM_DONE_MARKER.to_owned()),
                     unless: None,
                     only_on_watch: false,
@@ -596,4 +602,98 @@ fn binaries(
             )
         })
         .collect()
+}
+
+/// `kubeadm VERB` with `config` and the token put in its place, in a copy readable by
+/// root only that is removed whatever kubeadm's outcome; on success the token file goes
+/// and the done-marker is written.
+fn kubeadm_command(verb: &str, config: &str) -> String {
+    let run = format!("{config}.run");
+    format!(
+        "umask 077
+sed \"s/{TOKEN_PLACEHOLDER}/$(cat {TOKEN_FILE})/\" {config} > {run} || exit 1
+kubeadm {verb} --config {run}; status=$?
+rm -f {run}
+[ $status -eq 0 ] || exit $status
+rm -f {TOKEN_FILE} && touch {KUBEADM_DONE_MARKER}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kubeadm command run by `sh` against a scratch copy of its directory, with a
+    /// stand-in `kubeadm` on the PATH that records the configuration it was given (the
+    /// test is about the command's plumbing, not kubeadm).
+    fn run_kubeadm_command(kubeadm_succeeds: bool) -> (std::path::PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("kubeadm");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        let scratch = root.to_str().unwrap();
+        let config = format!("{}/join.yaml", paths::KUBEADM_DIR);
+        std::fs::write(
+            root.join("join.yaml"),
+            format!("discovery:\n  bootstrapToken:\n    token: \"{TOKEN_PLACEHOLDER}\"\n"),
+        )
+        .unwrap();
+        std::fs::write(root.join("bootstrap-token"), "abcdef.0123456789abcdef\n").unwrap();
+        let seen = dir.path().join("seen.yaml");
+        let stand_in = bin.join("kubeadm");
+        std::fs::write(
+            &stand_in,
+            format!(
+                "#!/bin/sh\ncp \"$3\" {seen}\nexit {}\n",
+                if kubeadm_succeeds { 0 } else { 3 },
+                seen = seen.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .arg("755")
+            .arg(&stand_in)
+            .status()
+            .unwrap();
+        let command = kubeadm_command("join", &config).replace(paths::KUBEADM_DIR, scratch);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .status()
+            .unwrap();
+        assert_eq!(status.success(), kubeadm_succeeds, "{command}");
+        (root, dir)
+    }
+
+    #[test]
+    fn kubeadm_gets_the_token_in_place_of_the_placeholder_and_leaves_no_copy() {
+        let (root, dir) = run_kubeadm_command(true);
+        let seen = std::fs::read_to_string(dir.path().join("seen.yaml")).unwrap();
+        assert!(
+            seen.contains("token: \"abcdef.0123456789abcdef\""),
+            "{seen}"
+        );
+        assert!(!root.join("join.yaml.run").exists());
+        assert!(
+            !root.join("bootstrap-token").exists(),
+            "the token goes once used"
+        );
+        assert!(root.join("joined").exists(), "the done-marker is written");
+    }
+
+    #[test]
+    fn a_failed_kubeadm_leaves_no_marker_and_no_copy_of_the_token() {
+        let (root, _dir) = run_kubeadm_command(false);
+        assert!(!root.join("join.yaml.run").exists());
+        assert!(!root.join("joined").exists());
+        assert!(
+            root.join("bootstrap-token").exists(),
+            "kept for the next try"
+        );
+    }
 }

@@ -47,17 +47,25 @@ fn the_first_control_plane_creates_the_cluster_and_every_other_node_joins() {
         assert!(ids.contains(&"command/kubeadm-join".to_owned()), "{node}");
         assert!(!ids.contains(&"command/kubeadm-init".to_owned()), "{node}");
     }
-    // kubeadm's configuration holds the bootstrap token: a secret, readable by root only.
-    let config = phase.hosts[1]
-        .steps
-        .iter()
-        .find_map(|step| match &step.resource {
-            Resource::File(file) if file.path == "/etc/kubernetes/kubeadm/join.yaml" => Some(file),
-            _ => None,
-        })
-        .unwrap();
-    assert!(config.secret && config.mode == 0o600);
-    assert!(config.content.contains("token: abcdef.0123456789abcdef"));
+    // kubeadm's configuration is shown with a placeholder for the bootstrap token, which
+    // is a secret file of its own, readable by root only.
+    let file = |path: &str| {
+        phase.hosts[1]
+            .steps
+            .iter()
+            .find_map(|step| match &step.resource {
+                Resource::File(file) if file.path == path => Some(file.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {path}"))
+    };
+    let config = file("/etc/kubernetes/kubeadm/join.yaml");
+    assert!(!config.secret && config.mode == 0o600);
+    assert!(config.content.contains("@METALK8S_BOOTSTRAP_TOKEN@"));
+    assert!(!config.content.contains("abcdef"));
+    let token = file("/etc/kubernetes/kubeadm/bootstrap-token");
+    assert!(token.secret && token.mode == 0o600);
+    assert_eq!(token.content, "abcdef.0123456789abcdef\n");
 }
 
 #[test]

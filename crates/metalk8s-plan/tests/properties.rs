@@ -346,10 +346,10 @@ proptest! {
         for host in plan.phases.iter().flat_map(|phase| &phase.hosts) {
             for step in &host.steps {
                 if let Resource::File(file) = &step.resource {
-                    // Every key, and only keys and kubeadm's configurations (they hold the
-                    // bootstrap token), is secret (never shown, never backed up), 0600.
-                    let kubeadm_config = file.path.starts_with("/etc/kubernetes/kubeadm/") && file.path.ends_with(".yaml");
-                    prop_assert_eq!(file.secret, file.path.ends_with(".key") || kubeadm_config, "{}: {}", host.node, &file.path);
+                    // Every key and the joins' bootstrap token, and only those, are secret
+                    // (never shown, never backed up), 0600.
+                    let token = file.path == "/etc/kubernetes/kubeadm/bootstrap-token";
+                    prop_assert_eq!(file.secret, file.path.ends_with(".key") || token, "{}: {}", host.node, &file.path);
                     if file.secret {
                         prop_assert_eq!(file.mode, 0o600, "{}: {}", host.node, &file.path);
                     }

@@ -35,8 +35,7 @@ const KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf --server 
 
 #[test]
 fn kubernetes_from_a_real_bundle_on_three_lab_nodes() {
-    let (Some(bundle), Some(key)) = (std::env::var_os(BUNDLE), std::env::var_os(BUNDLE_KEY))
-    else {
+    let (Some(bundle), Some(key)) = (std::env::var_os(BUNDLE), std::env::var_os(BUNDLE_KEY)) else {
         eprintln!(
             "skipped: set {BUNDLE} to a Kubernetes bundle (built from bundles/kubernetes-<minor>.yaml \
              on a machine that reaches dl.k8s.io and registry.k8s.io) and {BUNDLE_KEY} to its public \
@@ -73,7 +72,10 @@ fn kubernetes_from_a_real_bundle_on_three_lab_nodes() {
     let gates = kubernetes["gates"].as_array().unwrap();
     // node1, node2, node3 are control planes of the lab: one at a time, each gated.
     assert_eq!(gates.len(), 3, "{kubernetes}");
-    assert!(gates.iter().all(|gate| gate["passed"] == true), "{kubernetes}");
+    assert!(
+        gates.iter().all(|gate| gate["passed"] == true),
+        "{kubernetes}"
+    );
 
     let nodes: Value =
         serde_json::from_str(&lab.ssh("node1", &format!("{KUBECTL} get nodes -o json"))).unwrap();
@@ -94,7 +96,10 @@ fn kubernetes_from_a_real_bundle_on_three_lab_nodes() {
     // Converged: nothing changes, kubeadm is not run again.
     let (code, again) = lab.metalk8s_json(&["deploy"]);
     assert_eq!(code, 0, "{again}");
-    assert!(!again.to_string().contains("\"status\":\"changed\""), "{again}");
+    assert!(
+        !again.to_string().contains("\"status\":\"changed\""),
+        "{again}"
+    );
 
     // node1 stopped: node2 and node3 still reach an API server through their own proxy.
     let stopped = std::process::Command::new("docker")
@@ -107,7 +112,10 @@ fn kubernetes_from_a_real_bundle_on_three_lab_nodes() {
         loop {
             let output = lab.try_ssh(node, &format!("{KUBECTL} get --raw=/readyz"));
             if output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "ok" {
-                eprintln!("{node}: ready through its proxy {:?} after node1 stopped", started.elapsed());
+                eprintln!(
+                    "{node}: ready through its proxy {:?} after node1 stopped",
+                    started.elapsed()
+                );
                 break;
             }
             assert!(
