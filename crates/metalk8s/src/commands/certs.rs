@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 
 use comfy_table::Cell;
-use metalk8s_model::PhaseName;
 use metalk8s_pki::PkiAction;
 
 use crate::cli::{CertsCommand, ClusterArgs};
@@ -115,13 +114,10 @@ fn renew(args: &ClusterArgs, all: bool, within_days: u32) -> CommandResult {
             "etcd is not healthy: renewing every member at once (a rolling renewal needs a healthy cluster)"
         );
     }
-    // Every phase that places certificates, narrowed after the renewal to those placing a
-    // renewed one.
-    let phases: Vec<PhaseName> = metalk8s_plan::phases::registry()
-        .filter(|unit| unit.needs.pki)
-        .map(|unit| unit.name)
-        .collect();
-    let mut request = DeployRequest::new(phases, connect);
+    // Every phase (none named: a phase named explicitly must have something to do, and
+    // one without its bundle has not), narrowed after the renewal to those placing a
+    // renewed certificate.
+    let mut request = DeployRequest::new(Vec::new(), connect);
     request.placing_renewed_only = true;
     request.pki = if all {
         PkiAction::RenewAll
