@@ -41,8 +41,7 @@ fn pki(input: &[u8]) -> CommandResult {
             &request.inventory,
             request.dry_run,
             &mut response.files,
-        )
-        .map_err(Failure::problem)?;
+        )?;
     }
     let mut stdout = std::io::stdout();
     serde_json::to_writer(&mut stdout, &response)
