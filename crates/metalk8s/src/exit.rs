@@ -53,7 +53,9 @@ impl From<OpsError> for Failure {
             | OpsError::Journal(_)
             | OpsError::Lock(_)
             | OpsError::Addresses(_)
-            | OpsError::AptKey(_) => PROBLEM_FOUND,
+            | OpsError::AptKey(_)
+            | OpsError::Fetch(_)
+            | OpsError::KubeconfigFile(_) => PROBLEM_FOUND,
         };
         Failure {
             report: miette::Report::new(error),

@@ -7,6 +7,7 @@ use metalk8s_transport::LocalHost;
 
 use crate::cli::AgentCommand;
 use crate::exit::{CommandResult, Failure};
+use crate::ops::OpsError;
 
 pub fn run(command: AgentCommand) -> CommandResult {
     match command {
@@ -14,7 +15,7 @@ pub fn run(command: AgentCommand) -> CommandResult {
         AgentCommand::Observe => observe(&request()?),
         AgentCommand::Pki => pki(&request()?),
         AgentCommand::Fetch(args) => {
-            crate::ops::fetch::place(&args).map_err(Failure::problem)?;
+            crate::ops::fetch::place(&args).map_err(OpsError::from)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -10,6 +10,8 @@ use metalk8s_plan::PlanError;
 use metalk8s_repo::KeyError;
 use metalk8s_transport::HostError;
 
+use super::fetch::FetchFailure;
+use super::kubeconfig::WriteError;
 use super::session::NodesUnusable;
 
 /// A library error wrapped here keeps its own diagnostic (`#[diagnostic(transparent)]`),
@@ -71,6 +73,14 @@ pub enum OpsError {
     /// The APT signing key cannot be made or read in the PKI store.
     #[error(transparent)]
     AptKey(#[from] KeyError),
+    /// `agent fetch` could not place a binary.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Fetch(#[from] FetchFailure),
+    /// The kubeconfig could not be written to its file.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    KubeconfigFile(#[from] WriteError),
 }
 
 impl OpsError {
