@@ -7,6 +7,7 @@ use metalk8s_transport::LocalHost;
 
 use crate::cli::AgentCommand;
 use crate::exit::{CommandResult, Failure};
+use crate::ops::OpsError;
 
 pub fn run(command: AgentCommand) -> CommandResult {
     match command {
@@ -14,7 +15,7 @@ pub fn run(command: AgentCommand) -> CommandResult {
         AgentCommand::Observe => observe(&request()?),
         AgentCommand::Pki => pki(&request()?),
         AgentCommand::Fetch(args) => {
-            crate::ops::fetch::place(&args).map_err(Failure::problem)?;
+            crate::ops::fetch::place(&args).map_err(OpsError::from)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -41,8 +42,7 @@ fn pki(input: &[u8]) -> CommandResult {
             &request.inventory,
             request.dry_run,
             &mut response.files,
-        )
-        .map_err(Failure::problem)?;
+        )?;
     }
     let mut stdout = std::io::stdout();
     serde_json::to_writer(&mut stdout, &response)

@@ -51,7 +51,7 @@ async fn open(
 > {
     let inventory =
         metalk8s_inventory::load(&args.inventory.inventory).map_err(Failure::invalid)?;
-    connect(&inventory, &super::connect_options(&args.connect)).await
+    Ok(connect(&inventory, &super::connect_options(&args.connect)).await?)
 }
 
 async fn status(args: &ClusterArgs) -> CommandResult {

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use crate::cli::KubeconfigArgs;
 use crate::exit::{CommandResult, Failure};
+use crate::ops::OpsError;
 use crate::ops::kubeconfig::{issue, write_file};
 
 pub fn run(args: KubeconfigArgs) -> CommandResult {
@@ -14,7 +15,7 @@ pub fn run(args: KubeconfigArgs) -> CommandResult {
     match &args.out {
         None => print!("{yaml}"),
         Some(path) => {
-            write_file(path, &yaml, args.force).map_err(Failure::problem)?;
+            write_file(path, &yaml, args.force).map_err(OpsError::from)?;
             eprintln!(
                 "wrote {} ({} at {server}); use it with `export KUBECONFIG={}`",
                 path.display(),

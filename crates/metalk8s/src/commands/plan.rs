@@ -6,6 +6,7 @@ use metalk8s_model::plan::{Plan, Rollout};
 
 use crate::cli::PlanArgs;
 use crate::exit::{CommandResult, Failure};
+use crate::ops::OpsError;
 use crate::ops::inputs::{self, GatherOptions};
 use crate::ops::session;
 use crate::output;
@@ -16,7 +17,7 @@ pub fn run(args: PlanArgs) -> CommandResult {
     let options = super::connect_options(&args.connect);
     let session = super::runtime()
         .block_on(session::open(&inventory, &options))
-        .map_err(Failure::problem)?;
+        .map_err(OpsError::from)?;
     let phases = &args.phases.phases;
     let binary = metalk8s_engine::agent::AgentBinary::current().map_err(|error| {
         Failure::problem(miette::miette!("cannot read the metalk8s binary: {error}"))
@@ -29,7 +30,7 @@ pub fn run(args: PlanArgs) -> CommandResult {
         &GatherOptions::planning(),
     ))?;
     let plan = metalk8s_plan::plan(&inventory, &session.facts, &gathered.inputs, phases)
-        .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?
+        .map_err(OpsError::from)?
         .redacted();
     if !output::print_data(args.output, &plan) {
         print_table(&plan);

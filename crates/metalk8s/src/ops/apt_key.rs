@@ -10,7 +10,9 @@ use std::path::Path;
 use metalk8s_model::inventory::{Inventory, Role};
 use metalk8s_model::plan::NodeFile;
 use metalk8s_model::repository as repo;
-use metalk8s_repo::{AptSigningKey, KeyError, SECRET_KEY_MODE};
+use metalk8s_repo::{AptSigningKey, SECRET_KEY_MODE};
+
+use super::OpsError;
 
 /// Where the key lives, relative to the PKI store (a directory only root reads).
 pub const STORE_PATH: &str = "repository/apt-signing.key";
@@ -22,13 +24,13 @@ pub fn add_node_files(
     inventory: &Inventory,
     dry_run: bool,
     files: &mut BTreeMap<String, Vec<NodeFile>>,
-) -> Result<(), miette::Report> {
+) -> Result<(), OpsError> {
     let path = store.join(STORE_PATH);
-    let scratch = tempfile::tempdir().map_err(|error| miette::miette!("{error}"))?;
+    let scratch = tempfile::tempdir().map_err(|error| OpsError::local(error.to_string()))?;
     let (key, secret) = if dry_run && !path.exists() {
-        let key = AptSigningKey::generate(metalk8s_repo::DEFAULT_USER_ID).map_err(report)?;
+        let key = AptSigningKey::generate(metalk8s_repo::DEFAULT_USER_ID)?;
         let throwaway = scratch.path().join("apt-signing.key");
-        key.save(&throwaway).map_err(report)?;
+        key.save(&throwaway)?;
         (key, read(&throwaway)?)
     } else {
         if let Some(parent) = path.parent() {
@@ -37,13 +39,15 @@ pub fn add_node_files(
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
                 })
-                .map_err(|error| miette::miette!("cannot create {}: {error}", parent.display()))?;
+                .map_err(|error| {
+                    OpsError::local(format!("cannot create {}: {error}", parent.display()))
+                })?;
         }
-        let (key, _generated) = AptSigningKey::load_or_generate(&path).map_err(report)?;
+        let (key, _generated) = AptSigningKey::load_or_generate(&path)?;
         (key, read(&path)?)
     };
     // Node files are text: the keyring goes armored, as `*.asc`.
-    let keyring = key.armored_public_key().map_err(report)?;
+    let keyring = key.armored_public_key()?;
     for node in &inventory.nodes {
         let node_files = files.entry(node.name.clone()).or_default();
         if node.has_role(Role::Bootstrap) {
@@ -64,13 +68,9 @@ pub fn add_node_files(
     Ok(())
 }
 
-fn read(path: &Path) -> Result<String, miette::Report> {
+fn read(path: &Path) -> Result<String, OpsError> {
     std::fs::read_to_string(path)
-        .map_err(|error| miette::miette!("cannot read {}: {error}", path.display()))
-}
-
-fn report(error: KeyError) -> miette::Report {
-    miette::Report::from_err(error)
+        .map_err(|error| OpsError::local(format!("cannot read {}: {error}", path.display())))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use metalk8s_plan::{BundleBinary, BundleImage, StagedBundle};
 use metalk8s_transport::{Command, Host};
 use sha2::{Digest, Sha256};
 
-use crate::exit::Failure;
+use super::OpsError;
 
 /// The bundle given to `deploy`, not yet checked.
 #[derive(Clone, Debug)]
@@ -68,11 +68,11 @@ pub async fn stage(
     bootstrap: &Arc<dyn Host>,
     source: &BundleSource,
     dry_run: bool,
-) -> Result<StagedBundle, Failure> {
+) -> Result<StagedBundle, OpsError> {
     let source = source.clone();
     let local = tokio::task::spawn_blocking(move || verified_locally(&source))
         .await
-        .map_err(|error| Failure::problem(miette::miette!("bundle verification: {error}")))??;
+        .map_err(|error| OpsError::local(format!("bundle verification: {error}")))??;
     let staged = staged_bundle(&local.manifest);
     check_version(&staged.version)?;
     let manifest_sha256 = hex::encode(Sha256::digest(&local.manifest_bytes));
@@ -124,7 +124,7 @@ pub async fn stage(
 }
 
 /// The bundle `current` points at on the bootstrap node, if any.
-pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, Failure> {
+pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, OpsError> {
     let output = bootstrap
         .run(
             &Command::new(format!(
@@ -133,13 +133,12 @@ pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, F
             ))
             .as_root(),
         )
-        .await
-        .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
+        .await?;
     if output.status == 3 {
         return Ok(None);
     }
     if !output.success() {
-        return Err(Failure::problem(miette::miette!(
+        return Err(OpsError::on_node(format!(
             "{}: cannot read the staged bundle's manifest {}/{MANIFEST_FILE}: {}",
             bootstrap.name(),
             repo::CURRENT_BUNDLE,
@@ -147,7 +146,7 @@ pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, F
         )));
     }
     let manifest = Manifest::from_json(&output.stdout).map_err(|error| {
-        Failure::problem(miette::miette!(
+        OpsError::on_node(format!(
             "{}: the staged bundle's manifest is unreadable: {error}",
             bootstrap.name()
         ))
@@ -156,7 +155,7 @@ pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, F
 }
 
 /// The version names a directory: nothing that could climb out of the bundles directory.
-fn check_version(version: &str) -> Result<(), Failure> {
+fn check_version(version: &str) -> Result<(), OpsError> {
     let valid = !version.is_empty()
         && !version.starts_with('.')
         && version
@@ -165,18 +164,17 @@ fn check_version(version: &str) -> Result<(), Failure> {
     if valid && version != "current" {
         Ok(())
     } else {
-        Err(Failure::invalid(miette::miette!(
+        Err(OpsError::invalid(format!(
             "bundle version {version:?} cannot name a directory on the bootstrap node"
         )))
     }
 }
 
-fn verified_locally(source: &BundleSource) -> Result<LocalBundle, Failure> {
-    let key = metalk8s_bundle::public_key_from_hex_or_file(&source.public_key)
-        .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;
-    let verify = |path: &Path| -> Result<VerifiedBundle, Failure> {
+fn verified_locally(source: &BundleSource) -> Result<LocalBundle, OpsError> {
+    let key = metalk8s_bundle::public_key_from_hex_or_file(&source.public_key)?;
+    let verify = |path: &Path| -> Result<VerifiedBundle, OpsError> {
         metalk8s_bundle::verify_bundle(path, &key).map_err(|error| {
-            Failure::invalid(miette::miette!(
+            OpsError::invalid(format!(
                 "bundle {} does not verify: {}",
                 source.path.display(),
                 metalk8s_model::report::error_chain(&error)
@@ -190,10 +188,10 @@ fn verified_locally(source: &BundleSource) -> Result<LocalBundle, Failure> {
         // Unpacked only once the archive verified; the copy is verified again, as what is
         // uploaded is the copy.
         let scratch = tempfile::tempdir().map_err(|error| {
-            Failure::problem(miette::miette!("cannot make a scratch directory: {error}"))
+            OpsError::local(format!("cannot make a scratch directory: {error}"))
         })?;
         metalk8s_bundle::unpack(&source.path, scratch.path()).map_err(|error| {
-            Failure::problem(miette::miette!(
+            OpsError::local(format!(
                 "cannot unpack bundle {}: {}",
                 source.path.display(),
                 metalk8s_model::report::error_chain(&error)
@@ -204,10 +202,7 @@ fn verified_locally(source: &BundleSource) -> Result<LocalBundle, Failure> {
     };
     let manifest_path = dir.join(MANIFEST_FILE);
     let manifest_bytes = std::fs::read(&manifest_path).map_err(|error| {
-        Failure::problem(miette::miette!(
-            "cannot read {}: {error}",
-            manifest_path.display()
-        ))
+        OpsError::local(format!("cannot read {}: {error}", manifest_path.display()))
     })?;
     Ok(LocalBundle {
         dir,
@@ -221,7 +216,7 @@ async fn upload(
     host: &dyn Host,
     local: &LocalBundle,
     staged: &StagedBundle,
-) -> Result<(), Failure> {
+) -> Result<(), OpsError> {
     let partial = format!("{}.partial", staged.dir);
     let mut directories: Vec<String> = local
         .manifest
@@ -254,9 +249,8 @@ async fn upload(
         staged.dir
     );
     for artifact in &local.manifest.artifacts {
-        let contents = std::fs::read(local.dir.join(&artifact.path)).map_err(|error| {
-            Failure::problem(miette::miette!("cannot read {}: {error}", artifact.path))
-        })?;
+        let contents = std::fs::read(local.dir.join(&artifact.path))
+            .map_err(|error| OpsError::local(format!("cannot read {}: {error}", artifact.path)))?;
         put(
             host,
             &format!("{partial}/{}", artifact.path),
@@ -265,9 +259,8 @@ async fn upload(
         )
         .await?;
     }
-    let signature = std::fs::read(local.dir.join(SIGNATURE_FILE)).map_err(|error| {
-        Failure::problem(miette::miette!("cannot read {SIGNATURE_FILE}: {error}"))
-    })?;
+    let signature = std::fs::read(local.dir.join(SIGNATURE_FILE))
+        .map_err(|error| OpsError::local(format!("cannot read {SIGNATURE_FILE}: {error}")))?;
     put(
         host,
         &format!("{partial}/{SIGNATURE_FILE}"),
@@ -293,12 +286,9 @@ async fn upload(
     ))
     .as_root()
     .stdin(sums.into_bytes());
-    let output = host
-        .run(&check)
-        .await
-        .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
+    let output = host.run(&check).await?;
     if !output.success() {
-        return Err(Failure::problem(miette::miette!(
+        return Err(OpsError::on_node(format!(
             "{}: the staged bundle does not match its manifest: {}{}",
             host.name(),
             output.stdout_text().trim(),
@@ -308,11 +298,11 @@ async fn upload(
     Ok(())
 }
 
-async fn put(host: &dyn Host, path: &str, contents: &[u8], mode: u32) -> Result<(), Failure> {
+async fn put(host: &dyn Host, path: &str, contents: &[u8], mode: u32) -> Result<(), OpsError> {
     host.upload(path, contents, mode, true)
         .await
         .map_err(|error| {
-            Failure::problem(miette::miette!(
+            OpsError::on_node(format!(
                 "cannot upload {path} to {}: {}",
                 host.name(),
                 metalk8s_model::report::error_chain(&error)
@@ -321,13 +311,10 @@ async fn put(host: &dyn Host, path: &str, contents: &[u8], mode: u32) -> Result<
 }
 
 /// Runs `script` as root on `host`; its standard output, or a failure naming the host.
-async fn run(host: &dyn Host, script: &str) -> Result<String, Failure> {
-    let output = host
-        .run(&Command::new(script).as_root())
-        .await
-        .map_err(|error| Failure::problem(miette::Report::from_err(error)))?;
+async fn run(host: &dyn Host, script: &str) -> Result<String, OpsError> {
+    let output = host.run(&Command::new(script).as_root()).await?;
     if !output.success() {
-        return Err(Failure::problem(miette::miette!(
+        return Err(OpsError::on_node(format!(
             "{}: `{script}` failed: {}",
             host.name(),
             output.stderr_text().trim()
@@ -429,7 +416,7 @@ mod tests {
         let bootstrap: Arc<dyn Host> = host.clone();
         let staged = stage(&bootstrap, &source, false)
             .await
-            .unwrap_or_else(|failure| panic!("{:?}", failure.report));
+            .unwrap_or_else(|error| panic!("{:?}", miette::Report::new(error)));
         assert_eq!(staged.version, "0.1.0-test");
         assert!(host.uploads().is_empty(), "{:?}", host.uploads());
         let scripts = host.scripts();

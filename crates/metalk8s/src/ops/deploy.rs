@@ -17,7 +17,7 @@ use metalk8s_model::plan::{Plan, Resource};
 use metalk8s_pki::{PkiAction, PkiResponse};
 use metalk8s_transport::{Command, ConnectOptions, Host};
 
-use crate::exit::Failure;
+use crate::ops::OpsError;
 use crate::ops::bundle::BundleSource;
 use crate::ops::gates::DeployGates;
 use crate::ops::inputs::{self, GatherOptions};
@@ -100,16 +100,16 @@ fn holder(run: &str) -> Holder {
 }
 
 /// Keeps only the nodes of `limit` (all when empty); unknown names are invalid input.
-fn limit_plan(mut plan: Plan, limit: &[String], inventory: &Inventory) -> Result<Plan, Failure> {
+fn limit_plan(mut plan: Plan, limit: &[String], inventory: &Inventory) -> Result<Plan, OpsError> {
     if limit.is_empty() {
         return Ok(plan);
     }
     if let Some(unknown) = limit.iter().find(|name| inventory.node(name).is_none()) {
         let known: Vec<&str> = inventory.nodes.iter().map(|n| n.name.as_str()).collect();
-        return Err(Failure::invalid(miette::miette!(
-            help = format!("the inventory's nodes are: {}", known.join(", ")),
-            "--limit {unknown}: no such node in the inventory"
-        )));
+        return Err(OpsError::Invalid {
+            message: format!("--limit {unknown}: no such node in the inventory"),
+            help: Some(format!("the inventory's nodes are: {}", known.join(", "))),
+        });
     }
     for phase in &mut plan.phases {
         phase.hosts.retain(|host| limit.contains(&host.node));
@@ -120,19 +120,19 @@ fn limit_plan(mut plan: Plan, limit: &[String], inventory: &Inventory) -> Result
 pub async fn deploy(
     inventory: &Inventory,
     request: &DeployRequest,
-) -> Result<DeployOutcome, Failure> {
+) -> Result<DeployOutcome, OpsError> {
     // Hashing the binary shipped as the agent reads tens of MB: done while the nodes are
     // connected and their facts gathered.
     let (session, binary) = futures::join!(
         session::open(inventory, &request.connect),
         tokio::task::spawn_blocking(AgentBinary::current)
     );
-    let session = session.map_err(Failure::problem)?;
+    let session = session.map_err(OpsError::from)?;
     let binary = binary
         .map_err(std::io::Error::other)
         .and_then(|read| read)
         .map_err(|error| {
-            Failure::problem(miette::miette!(
+            OpsError::local(format!(
                 "cannot read the metalk8s binary to ship it to the nodes: {error}"
             ))
         })?;
@@ -156,14 +156,14 @@ pub async fn deploy(
         });
     }
 
-    let journal = Journal::open(&state_dir(&inventory.name).join("journal.jsonl"))
-        .map_err(|error| Failure::problem(miette::Report::new(error)))?;
+    let journal =
+        Journal::open(&state_dir(&inventory.name).join("journal.jsonl")).map_err(OpsError::from)?;
     let bootstrap = inputs::bootstrap_host(inventory, &session.hosts)?;
     let me = holder(&run);
     let holder_description = me.describe();
     let lock = lock::acquire(bootstrap.as_ref(), me, &lock::process_alive)
         .await
-        .map_err(|error| Failure::problem(miette::Report::new(error)))?;
+        .map_err(OpsError::from)?;
     if let Some(stale) = &lock.took_over {
         eprintln!(
             "took over the lock of an interrupted deploy: {}",
@@ -172,7 +172,7 @@ pub async fn deploy(
     }
     let locked = async {
         let (plan, pki, join_token) = make_plan(inventory, request, &session, &binary).await?;
-        let interrupted = journal.interrupted().map_err(Failure::error)?;
+        let interrupted = journal.interrupted().map_err(OpsError::from)?;
         if let Some(interrupted) = &interrupted {
             eprintln!(
                 "resuming interrupted run {}: {} completed steps will be verified",
@@ -187,7 +187,7 @@ pub async fn deploy(
                 phases: plan.phases.iter().map(|p| p.name.to_string()).collect(),
                 holder: holder_description,
             })
-            .map_err(Failure::error)?;
+            .map_err(OpsError::from)?;
         let addresses = metalk8s_plan::control_plane_ips(inventory, &session.facts);
         let gates = DeployGates {
             hosts: &session.hosts,
@@ -223,7 +223,7 @@ pub async fn deploy(
                 time: now(),
                 succeeded: report.succeeded,
             })
-            .map_err(Failure::error)?;
+            .map_err(OpsError::from)?;
         Ok(DeployOutcome { report, pki })
     }
     .await;
@@ -274,7 +274,7 @@ async fn make_plan(
     request: &DeployRequest,
     session: &session::Session,
     binary: &AgentBinary,
-) -> Result<(Plan, Option<PkiResponse>, Option<String>), Failure> {
+) -> Result<(Plan, Option<PkiResponse>, Option<String>), OpsError> {
     let options = GatherOptions {
         pki: request.pki,
         dry_run: request.dry_run,
@@ -284,7 +284,7 @@ async fn make_plan(
     let gathered = inputs::gather(inventory, session, binary, &request.phases, &options).await?;
     let mut plan =
         metalk8s_plan::plan(inventory, &session.facts, &gathered.inputs, &request.phases)
-            .map_err(|error| Failure::invalid(miette::Report::from_err(error)))?;
+            .map_err(OpsError::from)?;
     if request.placing_renewed_only {
         let renewed: BTreeSet<(&str, &str)> = gathered
             .pki

@@ -12,7 +12,7 @@ use metalk8s_model::report::error_chain;
 use metalk8s_precheck::GatherRequest;
 use metalk8s_transport::{ConnectOptions, Host};
 
-use crate::exit::Failure;
+use super::OpsError;
 
 /// How long `metalk8s etcd` waits for every member to be healthy: as long as the deploy's
 /// gate does.
@@ -46,7 +46,7 @@ pub fn cluster(
 pub async fn connect(
     inventory: &Inventory,
     options: &ConnectOptions,
-) -> Result<(EtcdCluster, Option<Arc<dyn Host>>), Failure> {
+) -> Result<(EtcdCluster, Option<Arc<dyn Host>>), OpsError> {
     let mut wanted = inventory.clone();
     wanted
         .nodes
@@ -74,30 +74,32 @@ pub async fn connect(
                     metalk8s_precheck::gather(host.as_ref(), &GatherRequest::for_planning())
                         .await
                         .map_err(|error| {
-                            Failure::problem(miette::miette!(
-                                "{}: {}",
-                                node.name,
-                                error_chain(&error)
-                            ))
+                            OpsError::unusable(format!("{}: {}", node.name, error_chain(&error)))
                         })?;
                 metalk8s_plan::control_plane_ip(inventory, node, &facts).ok_or_else(|| {
-                    Failure::problem(miette::miette!(
-                        help = "set `controlPlaneIP` on the node in the inventory",
-                        "node {} has no single address in networks.controlPlane",
-                        node.name
-                    ))
+                    OpsError::OnNode {
+                        message: format!(
+                            "node {} has no single address in networks.controlPlane",
+                            node.name
+                        ),
+                        help: Some("set `controlPlaneIP` on the node in the inventory".into()),
+                    }
                 })?
             }
             (None, None) => {
-                return Err(Failure::problem(miette::miette!(
-                    help = "set `controlPlaneIP` on the node in the inventory, so that it can be named while it is unreachable",
-                    "etcd member {} cannot be reached ({}) and its control-plane address is not declared",
-                    node.name,
-                    unreachable
-                        .get(&node.name)
-                        .map(String::as_str)
-                        .unwrap_or("no connection")
-                )));
+                return Err(OpsError::Unusable {
+                    message: format!(
+                        "etcd member {} cannot be reached ({}) and its control-plane address is not declared",
+                        node.name,
+                        unreachable
+                            .get(&node.name)
+                            .map(String::as_str)
+                            .unwrap_or("no connection")
+                    ),
+                    help: Some(
+                        "set `controlPlaneIP` on the node in the inventory, so that it can be named while it is unreachable".into(),
+                    ),
+                });
             }
         };
         members.push(Member {

@@ -15,7 +15,7 @@ use metalk8s_pki::{PkiAction, PkiResponse};
 use metalk8s_plan::{Inputs, JoinCredentials, Needs};
 use metalk8s_transport::{Command, Host};
 
-use crate::exit::Failure;
+use crate::ops::OpsError;
 use crate::ops::bundle::BundleSource;
 use crate::ops::session::Session;
 
@@ -58,7 +58,7 @@ pub async fn gather(
     binary: &AgentBinary,
     phases: &[PhaseName],
     options: &GatherOptions<'_>,
-) -> Result<Gathered, Failure> {
+) -> Result<Gathered, OpsError> {
     let needs = Needs::of(&metalk8s_plan::phases::select(phases));
     let bootstrap = bootstrap_host(inventory, &session.hosts)?;
     let mut inputs = Inputs {
@@ -121,7 +121,7 @@ async fn join_credentials(
     session: &Session,
     inputs: &Inputs,
     dry_run: bool,
-) -> Result<Option<JoinCredentials>, Failure> {
+) -> Result<Option<JoinCredentials>, OpsError> {
     let kubernetes_bundle = inputs
         .bundle
         .as_ref()
@@ -138,11 +138,9 @@ async fn join_credentials(
     let first = inventory
         .nodes_with(Role::ControlPlane)
         .next()
-        .ok_or_else(|| {
-            Failure::invalid(miette::miette!(
-                help = "give at least one node the `control-plane` role",
-                "the inventory has no control-plane node to run Kubernetes"
-            ))
+        .ok_or_else(|| OpsError::Invalid {
+            message: "the inventory has no control-plane node to run Kubernetes".into(),
+            help: Some("give at least one node the `control-plane` role".into()),
         })?;
     let ca = inputs
         .pki
@@ -153,13 +151,13 @@ async fn join_credentials(
                 .find(|file| file.path == metalk8s_kubernetes::cluster::paths::CA_CERT)
         })
         .ok_or_else(|| {
-            Failure::problem(miette::miette!(
+            OpsError::on_node(format!(
                 "the PKI store returned no Kubernetes CA for {}",
                 first.name
             ))
         })?;
     let pin = metalk8s_pki::CertInfo::from_pem(&ca.content)
-        .map_err(|error| Failure::problem(miette::miette!("the Kubernetes CA: {error}")))?
+        .map_err(|error| OpsError::on_node(format!("the Kubernetes CA: {error}")))?
         .kubeadm_pin();
     let credentials = JoinCredentials {
         token: new_bootstrap_token(),
@@ -174,24 +172,26 @@ async fn join_credentials(
         let host = session
             .hosts
             .get(&node.name)
-            .ok_or_else(|| Failure::problem(miette::miette!("no connection to {}", node.name)))?;
+            .ok_or_else(|| OpsError::unusable(format!("no connection to {}", node.name)))?;
         let command = Command::new(format!(
             "kubeadm token create {token} --ttl {ttl} --description 'metalk8s: joins of this deploy' --kubeconfig /etc/kubernetes/admin.conf",
             token = credentials.token,
             ttl = metalk8s_plan::kubernetes::JOIN_TOKEN_TTL,
         ))
         .as_root();
-        let output = host.run(&command).await.map_err(Failure::problem)?;
+        let output = host.run(&command).await.map_err(OpsError::from)?;
         if !output.success() {
-            return Err(Failure::problem(miette::miette!(
-                help = format!(
+            return Err(OpsError::OnNode {
+                message: format!(
+                    "creating a bootstrap token for the joins on {} failed: {}",
+                    node.name,
+                    output.stderr_text().trim()
+                ),
+                help: Some(format!(
                     "the API server must answer on {}: `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw=/readyz` there says whether it does",
                     node.name
-                ),
-                "creating a bootstrap token for the joins on {} failed: {}",
-                node.name,
-                output.stderr_text().trim()
-            )));
+                )),
+            });
         }
     }
     Ok(Some(credentials))
@@ -237,15 +237,12 @@ pub async fn etcd_holds_data(
 pub fn bootstrap_host(
     inventory: &Inventory,
     hosts: &BTreeMap<String, Arc<dyn Host>>,
-) -> Result<Arc<dyn Host>, Failure> {
+) -> Result<Arc<dyn Host>, OpsError> {
     let node = inventory
         .bootstrap()
-        .ok_or_else(|| Failure::invalid(miette::miette!("the inventory has no bootstrap node")))?;
+        .ok_or_else(|| OpsError::invalid("the inventory has no bootstrap node"))?;
     hosts.get(&node.name).cloned().ok_or_else(|| {
-        Failure::problem(miette::miette!(
-            "no connection to the bootstrap node {}",
-            node.name
-        ))
+        OpsError::unusable(format!("no connection to the bootstrap node {}", node.name))
     })
 }
 
@@ -308,7 +305,7 @@ mod tests {
             &GatherOptions::planning(),
         )
         .await
-        .unwrap_or_else(|failure| panic!("{:?}", failure.report));
+        .unwrap_or_else(|error| panic!("{:?}", miette::Report::new(error)));
         assert!(gathered.pki.is_none());
         assert_eq!(gathered.inputs.bundle, None);
         assert!(!gathered.inputs.etcd_running);

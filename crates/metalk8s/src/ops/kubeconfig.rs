@@ -19,16 +19,19 @@ use metalk8s_pki::{PkiAction, SpecError};
 use metalk8s_precheck::GatherRequest;
 use metalk8s_transport::ConnectOptions;
 
-use crate::exit::Failure;
+use super::OpsError;
 
 /// The mode of a written kubeconfig: it holds a cluster admin's private key.
 const FILE_MODE: u32 = 0o600;
 
 /// Asks the bootstrap node's key store for a new admin kubeconfig.
-pub async fn issue(inventory: &Inventory, options: &ConnectOptions) -> Result<Kubeconfig, Failure> {
+pub async fn issue(
+    inventory: &Inventory,
+    options: &ConnectOptions,
+) -> Result<Kubeconfig, OpsError> {
     let bootstrap = inventory
         .bootstrap()
-        .ok_or_else(|| Failure::invalid(miette::miette!("the inventory has no bootstrap node")))?;
+        .ok_or_else(|| OpsError::invalid("the inventory has no bootstrap node"))?;
     // The first control-plane node's address comes from its facts when the inventory
     // names neither a VIP nor its `controlPlaneIP`.
     let first_control_plane = inventory.nodes_with(Role::ControlPlane).next();
@@ -47,14 +50,14 @@ pub async fn issue(inventory: &Inventory, options: &ConnectOptions) -> Result<Ku
     );
     let mut hosts = BTreeMap::new();
     for (node, connection) in connections {
-        let host = connection.map_err(|error| {
-            Failure::problem(miette::miette!(
-                help = error
+        let host = connection.map_err(|error| OpsError::Unusable {
+            message: format!("cannot connect to {node}: {}", error_chain(&error)),
+            help: Some(
+                error
                     .hint()
-                    .unwrap_or("check that the node is up and reachable over SSH"),
-                "cannot connect to {node}: {}",
-                error_chain(&error)
-            ))
+                    .unwrap_or("check that the node is up and reachable over SSH")
+                    .to_owned(),
+            ),
         })?;
         hosts.insert(node, host);
     }
@@ -64,7 +67,7 @@ pub async fn issue(inventory: &Inventory, options: &ConnectOptions) -> Result<Ku
             metalk8s_precheck::gather(hosts[&node].as_ref(), &GatherRequest::for_planning())
                 .await
                 .map_err(|error| {
-                    Failure::problem(miette::miette!(
+                    OpsError::unusable(format!(
                         "cannot read the facts of {node}, to find its control-plane IP: {}",
                         error_chain(&error)
                     ))
@@ -79,7 +82,7 @@ pub async fn issue(inventory: &Inventory, options: &ConnectOptions) -> Result<Ku
         .map_err(io::Error::other)
         .and_then(|read| read)
         .map_err(|error| {
-            Failure::problem(miette::miette!(
+            OpsError::local(format!(
                 "cannot read the metalk8s binary to run it on {}: {error}",
                 bootstrap.name
             ))
@@ -93,30 +96,32 @@ pub async fn issue(inventory: &Inventory, options: &ConnectOptions) -> Result<Ku
         false,
     )
     .await?;
-    response.admin_kubeconfig.ok_or_else(|| {
-        Failure::problem(miette::miette!(
-            help = "run `metalk8s deploy` first: it creates the cluster's PKI",
+    response.admin_kubeconfig.ok_or_else(|| OpsError::OnNode {
+        message: format!(
             "the PKI store on {} ({}) holds no cluster CA yet",
             bootstrap.name,
             metalk8s_pki::STORE_DIR
-        ))
+        ),
+        help: Some("run `metalk8s deploy` first: it creates the cluster's PKI".into()),
     })
 }
 
-fn no_server(error: SpecError) -> Failure {
+fn no_server(error: SpecError) -> OpsError {
     match error {
-        SpecError::NoControlPlane => Failure::invalid(miette::miette!(
-            help =
-                "give at least one node the `control-plane` role, or set `networks.apiServerVIP`",
-            "{error}"
-        )),
-        SpecError::MissingControlPlaneIp { ref node } => Failure::problem(miette::miette!(
-            help = format!(
-                "declare `controlPlaneIP` for {node} in the inventory, or give the node an address inside `networks.controlPlane`"
+        SpecError::NoControlPlane => OpsError::Invalid {
+            message: error.to_string(),
+            help: Some(
+                "give at least one node the `control-plane` role, or set `networks.apiServerVIP`"
+                    .into(),
             ),
-            "{error}"
-        )),
-        other => Failure::error(other),
+        },
+        SpecError::MissingControlPlaneIp { ref node } => OpsError::Unusable {
+            message: error.to_string(),
+            help: Some(format!(
+                "declare `controlPlaneIP` for {node} in the inventory, or give the node an address inside `networks.controlPlane`"
+            )),
+        },
+        other => OpsError::Addresses(other),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod apt_key;
 pub mod bundle;
 pub mod certs;
 pub mod deploy;
+pub mod error;
 pub mod etcd;
 pub mod fetch;
 pub mod gates;
@@ -11,3 +12,5 @@ pub mod inputs;
 pub mod kubeconfig;
 pub mod pki;
 pub mod session;
+
+pub use error::OpsError;

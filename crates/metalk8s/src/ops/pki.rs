@@ -10,7 +10,7 @@ use metalk8s_model::inventory::Inventory;
 use metalk8s_pki::{ClusterAddresses, PkiAction, PkiRequest, PkiResponse};
 use metalk8s_transport::Host;
 
-use crate::exit::Failure;
+use super::OpsError;
 
 /// Each node's control-plane address (declared in the inventory, else found in its
 /// facts) and the inventory's API server VIP.
@@ -30,12 +30,12 @@ pub async fn ask(
     binary: &AgentBinary,
     action: PkiAction,
     dry_run: bool,
-) -> Result<PkiResponse, Failure> {
+) -> Result<PkiResponse, OpsError> {
     let bootstrap = inventory
         .bootstrap()
-        .ok_or_else(|| Failure::invalid(miette::miette!("the inventory has no bootstrap node")))?;
+        .ok_or_else(|| OpsError::invalid("the inventory has no bootstrap node"))?;
     let host = hosts.get(&bootstrap.name).ok_or_else(|| {
-        Failure::problem(miette::miette!(
+        OpsError::unusable(format!(
             "no connection to the bootstrap node {}, which holds the PKI",
             bootstrap.name
         ))
@@ -50,16 +50,16 @@ pub async fn ask(
     let input = serde_json::to_vec(&request).expect("PKI requests serialize");
     let output = agent::call(host.as_ref(), binary, "pki", input)
         .await
-        .map_err(|error| {
-            Failure::problem(miette::miette!(
-                help = "the key store is /var/lib/metalk8s/pki on the bootstrap node",
+        .map_err(|error| OpsError::OnNode {
+            message: format!(
                 "the PKI store on {} did not answer: {}",
                 bootstrap.name,
                 metalk8s_model::report::error_chain(&error)
-            ))
+            ),
+            help: Some("the key store is /var/lib/metalk8s/pki on the bootstrap node".into()),
         })?;
     serde_json::from_slice(&output).map_err(|error| {
-        Failure::problem(miette::miette!(
+        OpsError::on_node(format!(
             "the PKI store on {} answered what this metalk8s cannot read: {error}",
             bootstrap.name
         ))
