@@ -44,6 +44,9 @@ pub mod paths {
     pub const KUBELET_KUBEADM_FLAGS: &str = "/var/lib/kubelet/kubeadm-flags.env";
     pub const KUBELET_KUBECONFIG: &str = "/etc/kubernetes/kubelet.conf";
     pub const KUBELET_BOOTSTRAP_KUBECONFIG: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
+    /// The serving certificate the kubelet's certificate manager writes once its CSR is
+    /// approved and signed (`serverTLSBootstrap`); absent until then.
+    pub const KUBELET_SERVING_CERT: &str = "/var/lib/kubelet/pki/kubelet-server-current.pem";
     /// containerd's CRI socket.
     pub const CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
     /// kube-proxy's per-node configuration, read by its DaemonSet through a hostPath.

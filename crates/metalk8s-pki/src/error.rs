@@ -14,6 +14,12 @@ pub enum ParseError {
     Pem(#[source] x509_parser::error::PEMError),
     #[error("invalid X.509 certificate")]
     X509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("invalid PKCS #10 certificate request")]
+    Request(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("the certificate request's signature does not verify with its own key")]
+    RequestSignature(#[source] x509_parser::error::X509Error),
+    #[error("the certificate request cannot be judged: {0}")]
+    RequestContent(String),
     #[error("invalid extension {extension}")]
     Extension {
         extension: &'static str,

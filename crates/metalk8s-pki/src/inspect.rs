@@ -156,7 +156,7 @@ fn alt_names(cert: &X509Certificate<'_>) -> Result<(Vec<String>, Vec<IpAddr>), P
     Ok((dns_names, ip_addresses))
 }
 
-fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+pub(crate) fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
         4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?))),
         16 => Some(IpAddr::V6(Ipv6Addr::from(

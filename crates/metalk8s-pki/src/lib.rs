@@ -6,7 +6,8 @@
 //! kubeadm's names and layout); [`PkiStore`] is the only I/O, a directory on the bootstrap
 //! node holding the CAs and every node's files, which the deploy phases copy to
 //! `/etc/kubernetes` on the nodes. Certificates are read back with [`CertInfo`] and judged
-//! with [`renewal_decision`] for `metalk8s certs check` and `certs renew`.
+//! with [`renewal_decision`] for `metalk8s certs check` and `certs renew`; kubelets'
+//! certificate signing requests are read with [`RequestInfo`] for their approval.
 //!
 //! Cryptography is rcgen and x509-parser on aws-lc-rs, the only crypto provider in the
 //! build (ring must never be enabled beside it). Keys are ECDSA P-256 by default
@@ -19,6 +20,7 @@ mod exchange;
 mod inspect;
 mod issue;
 pub mod kubeconfig;
+mod request;
 mod spec;
 mod store;
 
@@ -37,6 +39,7 @@ pub use issue::{
     CertificateAuthority, IssueOptions, IssuedCertificate, KeyAlgorithm, LoadCaError, PrivateKey,
     ServiceAccountKeys, public_key_of,
 };
+pub use request::RequestInfo;
 pub use spec::{Authority, CertSpec, Output, Purpose, SubjectAltName};
 pub use store::{
     DIRECTORY_MODE, EnsureReport, Outcome, PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, PkiStore,

@@ -1,9 +1,11 @@
-//! Which address a node uses on the control-plane network: what /etc/hosts and chrony
-//! point at.
+//! Which address a node uses on the control-plane network (what /etc/hosts and chrony
+//! point at) and on the workload-plane network (what its kubelet serving certificate may
+//! also name).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use metalk8s_model::Facts;
 use metalk8s_model::inventory::{Inventory, Node};
 
@@ -14,20 +16,37 @@ use metalk8s_model::inventory::{Inventory, Node};
 /// `None`, as `metalk8s precheck` refuses them: guessing would let a node advertise an
 /// address that may move away.
 pub fn control_plane_ip(inventory: &Inventory, node: &Node, facts: &Facts) -> Option<IpAddr> {
-    if let Some(declared) = node.control_plane_ip {
+    declared_or_found(
+        node.control_plane_ip,
+        &inventory.networks.control_plane,
+        facts,
+    )
+}
+
+/// The node's address in `networks.workloadPlane`: its declared `workloadPlaneIP`, else the
+/// one address among its interfaces that lies in those networks (several give `None`, for
+/// the reason [`control_plane_ip`] gives).
+pub fn workload_plane_ip(inventory: &Inventory, node: &Node, facts: &Facts) -> Option<IpAddr> {
+    declared_or_found(
+        node.workload_plane_ip,
+        &inventory.networks.workload_plane,
+        facts,
+    )
+}
+
+fn declared_or_found(
+    declared: Option<IpAddr>,
+    networks: &[IpNet],
+    facts: &Facts,
+) -> Option<IpAddr> {
+    if let Some(declared) = declared {
         return Some(declared);
     }
     let mut inside = facts
         .addresses
         .iter()
         .map(|interface| interface.address)
-        .filter(|address| {
-            inventory
-                .networks
-                .control_plane
-                .iter()
-                .any(|network| network.contains(address))
-        });
+        .filter(|address| networks.iter().any(|network| network.contains(address)));
     let first = inside.next()?;
     // The same address on two interfaces is still one address.
     inside.all(|other| other == first).then_some(first)
@@ -119,5 +138,17 @@ mod tests {
         assert_eq!(ip_of(None, &[]), None);
         assert_eq!(ip_of(None, &["10.0.0.5", "10.0.0.6"]), None);
         assert_eq!(ip_of(None, &["10.0.0.5", "fd00::5"]), None);
+    }
+
+    #[test]
+    fn the_workload_plane_address_is_found_in_its_own_networks() {
+        let inventory = inventory(None);
+        let node = &inventory.nodes[0];
+        let found = workload_plane_ip(&inventory, node, &facts(&["10.0.0.5", "10.1.0.5"]));
+        assert_eq!(found, ip("10.1.0.5"));
+        assert_eq!(
+            workload_plane_ip(&inventory, node, &facts(&["10.0.0.5"])),
+            None
+        );
     }
 }

@@ -202,7 +202,7 @@ enum Kubeadm {
 
 /// The bundle's Kubernetes version, once the bundle is found to carry everything the phase
 /// installs; otherwise every missing thing at once.
-fn kubernetes_version(
+pub(crate) fn kubernetes_version(
     cluster: &Cluster,
     bundle: &StagedBundle,
 ) -> Result<KubernetesVersion, PlanError> {
@@ -259,7 +259,7 @@ fn kubernetes_version(
 }
 
 /// The cluster as `metalk8s-kubernetes` renders it.
-fn kubernetes_cluster(cluster: &Cluster, version: KubernetesVersion) -> k8s::Cluster {
+pub(crate) fn kubernetes_cluster(cluster: &Cluster, version: KubernetesVersion) -> k8s::Cluster {
     let inventory = cluster.inventory;
     let networks = &inventory.networks;
     k8s::Cluster {

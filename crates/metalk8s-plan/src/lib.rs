@@ -8,6 +8,8 @@
 //! - [`plan`]: the whole plan, or the phases asked for.
 //! - [`phases`]: the registry of phases, each one unit (needs, planner, health gate).
 //! - [`control_plane_ip`]: the address a node is known by on the control-plane network.
+//! - [`node_api`]: what the `kubernetes` phase's gate applies and approves through the
+//!   Kubernetes API for each node once it has registered.
 //!
 //! Phases: `os` ([`os`](crate::os)) prepares the operating system: kernel modules and
 //! parameters, swap, names, packages, time, journal, limits; `repository`
@@ -22,6 +24,7 @@ mod containerd;
 mod error;
 mod etcd;
 pub mod kubernetes;
+mod node_api;
 mod os;
 pub mod phases;
 mod repository;
@@ -34,10 +37,11 @@ use metalk8s_model::inventory::{self, Inventory, Node, Role};
 use metalk8s_model::plan::{NodeFile, PLAN_KIND, Phase};
 use metalk8s_model::{Facts, PhaseName};
 
-pub use address::{control_plane_ip, control_plane_ips};
+pub use address::{control_plane_ip, control_plane_ips, workload_plane_ip};
 pub use error::PlanError;
 pub use kubernetes::JoinCredentials;
 pub use metalk8s_model::plan::Plan;
+pub use node_api::{NodeApi, node_api};
 pub use phases::{HealthGate, Needs, PhaseUnit};
 
 /// What the planner is given besides the inventory and the facts: material made off the

@@ -169,3 +169,56 @@ fn a_bundle_without_kubernetes_leaves_the_phase_empty_unless_it_is_asked_for() {
         "{error:?}"
     );
 }
+
+#[test]
+fn each_node_gets_its_role_labels_taints_and_serving_names_for_the_gate() {
+    let (inventory, facts) = common::fixture("k8s-5");
+    let bundle = common::bundle();
+    let nodes = metalk8s_plan::node_api(&inventory, &facts, Some(&bundle)).unwrap();
+    let names: Vec<&str> = nodes.iter().map(|node| node.name.as_str()).collect();
+    assert_eq!(names, ["cp-1", "cp-2", "cp-3", "infra-1", "worker-1"]);
+    let worker = &nodes[4];
+    let body = &worker.labels_and_taints;
+    assert_eq!(body["kind"], "Node");
+    assert_eq!(body["metadata"]["name"], "worker-1");
+    assert_eq!(
+        body["metadata"]["labels"]["node-role.kubernetes.io/worker"],
+        ""
+    );
+    assert_eq!(body["spec"]["taints"][0]["key"], "example.com/gpu");
+    assert_eq!(
+        nodes[0].labels_and_taints["spec"]["taints"][0]["key"],
+        "node-role.kubernetes.io/control-plane"
+    );
+    let addresses: Vec<String> = worker
+        .serving
+        .addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(addresses, ["10.10.0.31", "10.20.0.31"]);
+    // The host name is the node name here: nothing more to allow.
+    assert!(worker.serving.hostnames.is_empty());
+
+    let mut renamed = facts.clone();
+    renamed.get_mut("worker-1").unwrap().hostname = "Worker-1.Example.COM".to_owned();
+    let nodes = metalk8s_plan::node_api(&inventory, &renamed, Some(&bundle)).unwrap();
+    assert_eq!(nodes[4].serving.hostnames, ["worker-1.example.com"]);
+}
+
+#[test]
+fn without_a_kubernetes_bundle_there_is_nothing_for_the_gate_to_do() {
+    let (inventory, facts) = common::fixture("k8s-5");
+    assert_eq!(
+        metalk8s_plan::node_api(&inventory, &facts, None).unwrap(),
+        []
+    );
+    let etcd_only = metalk8s_plan::StagedBundle {
+        kubernetes_version: None,
+        ..common::bundle()
+    };
+    assert_eq!(
+        metalk8s_plan::node_api(&inventory, &facts, Some(&etcd_only)).unwrap(),
+        []
+    );
+}

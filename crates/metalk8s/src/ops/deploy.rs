@@ -15,6 +15,7 @@ use metalk8s_model::inventory::Inventory;
 use metalk8s_model::inventory::Role;
 use metalk8s_model::plan::{Plan, Resource};
 use metalk8s_pki::{PkiAction, PkiResponse};
+use metalk8s_plan::NodeApi;
 use metalk8s_transport::{Command, ConnectOptions, Host};
 
 use crate::ops::OpsError;
@@ -139,7 +140,7 @@ pub async fn deploy(
     let run = run_id();
     let progress = DeployProgress::new();
     if request.dry_run {
-        let (plan, pki, _) = make_plan(inventory, request, &session, &binary).await?;
+        let Planned { plan, pki, .. } = make_plan(inventory, request, &session, &binary).await?;
         let executor = executor(
             &session.hosts,
             &binary,
@@ -171,7 +172,12 @@ pub async fn deploy(
         );
     }
     let locked = async {
-        let (plan, pki, join_token) = make_plan(inventory, request, &session, &binary).await?;
+        let Planned {
+            plan,
+            pki,
+            join_token,
+            node_api,
+        } = make_plan(inventory, request, &session, &binary).await?;
         let interrupted = journal.interrupted().map_err(OpsError::from)?;
         if let Some(interrupted) = &interrupted {
             eprintln!(
@@ -200,6 +206,7 @@ pub async fn deploy(
                 .nodes_with(Role::ControlPlane)
                 .map(|node| node.name.clone())
                 .collect(),
+            node_api: &node_api,
             clock: &SystemClock,
         };
         let mut executor = executor(
@@ -267,14 +274,24 @@ async fn delete_join_token(inventory: &Inventory, session: &session::Session, to
     }
 }
 
-/// The plan of the phases asked for, with what the PKI store answered when they need it
-/// and the bootstrap token made for the joins, if any.
+/// The plan of the phases asked for, and what goes with it.
+struct Planned {
+    plan: Plan,
+    /// What the PKI store answered, when the phases need it.
+    pki: Option<PkiResponse>,
+    /// The bootstrap token made for the joins, if any.
+    join_token: Option<String>,
+    /// What the `kubernetes` phase's gate applies and approves for each node, when that
+    /// phase is in the plan.
+    node_api: Vec<NodeApi>,
+}
+
 async fn make_plan(
     inventory: &Inventory,
     request: &DeployRequest,
     session: &session::Session,
     binary: &AgentBinary,
-) -> Result<(Plan, Option<PkiResponse>, Option<String>), OpsError> {
+) -> Result<Planned, OpsError> {
     let options = GatherOptions {
         pki: request.pki,
         dry_run: request.dry_run,
@@ -299,12 +316,24 @@ async fn make_plan(
             .collect();
         keep_phases_placing(&mut plan, &renewed);
     }
-    let join_token = gathered.inputs.join.map(|join| join.token);
-    Ok((
-        limit_plan(plan, &request.limit, inventory)?,
-        gathered.pki,
-        join_token,
-    ))
+    // Only with the phase planned: another phase's deploy must not depend on whether the
+    // staged bundle's Kubernetes part could be planned.
+    let node_api = if plan
+        .phases
+        .iter()
+        .any(|phase| phase.name == PhaseName::Kubernetes)
+    {
+        metalk8s_plan::node_api(inventory, &session.facts, gathered.inputs.bundle.as_ref())
+            .map_err(OpsError::from)?
+    } else {
+        Vec::new()
+    };
+    Ok(Planned {
+        plan: limit_plan(plan, &request.limit, inventory)?,
+        pki: gathered.pki,
+        join_token: gathered.inputs.join.map(|join| join.token),
+        node_api,
+    })
 }
 
 /// Keeps the phases whose plan places one of `files` (node, path) on its node: the phases

@@ -4,16 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metalk8s_engine::executor::{Gate, GateOutcome};
 use metalk8s_engine::poll::{Clock, Patience, poll_until};
 use metalk8s_etcd::EtcdCluster;
+use metalk8s_kubernetes::csr::{self, Decision, KnownNode, ServingRequest};
 use metalk8s_model::PhaseName;
 use metalk8s_model::report::error_chain;
 use metalk8s_model::repository as repo;
-use metalk8s_plan::HealthGate;
+use metalk8s_plan::{HealthGate, NodeApi};
 use metalk8s_transport::{Command, Host};
 
 /// How long the repository gate waits for the registry to answer.
@@ -38,6 +39,9 @@ pub struct DeployGates<'a> {
     pub etcd: EtcdCluster,
     /// The control-plane nodes, in inventory order: they answer the Kubernetes API.
     pub control_planes: Vec<String>,
+    /// What the `kubernetes` gate applies and approves for each node once it has
+    /// registered (every node of the inventory, when that phase is planned).
+    pub node_api: &'a [NodeApi],
     pub clock: &'a dyn Clock,
 }
 
@@ -180,6 +184,11 @@ impl DeployGates<'_> {
     /// every node of the batch is registered (asked of the first control plane that
     /// answers). Nodes are not yet `Ready` here: that needs the pod network, whose phase
     /// checks it.
+    ///
+    /// Then what can only be done once a node has registered, through the same control
+    /// plane: each node's labels and taints are applied ([`Self::apply_labels_and_taints`]),
+    /// and its kubelet's serving certificate requests are approved or denied
+    /// ([`Self::approve_serving_certificates`]).
     async fn kubernetes_nodes(&self, batch: &[String]) -> GateOutcome {
         let readyz = kubectl("get --raw=/readyz");
         let control_planes: Vec<&String> = batch
@@ -249,32 +258,322 @@ impl DeployGates<'_> {
             }
         })
         .await;
-        match registered {
-            Ok(()) => GateOutcome::Passed(format!(
-                "{}registered: {}",
-                if control_planes.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "/readyz ok on {}; ",
-                        control_planes
-                            .iter()
-                            .map(|node| node.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                },
-                batch.join(", ")
-            )),
-            Err(problem) => GateOutcome::failed(
+        if let Err(problem) = registered {
+            return GateOutcome::failed(
                 format!(
                     "nodes are not registered with the cluster after {} s (asked {asked}): {problem}",
                     KUBERNETES_PATIENCE.timeout.as_secs()
                 ),
                 "`journalctl -u kubelet` on a node named says why its kubelet does not register",
-            ),
+            );
+        }
+        let mut done = Vec::new();
+        if !control_planes.is_empty() {
+            done.push(format!(
+                "/readyz ok on {}",
+                control_planes
+                    .iter()
+                    .map(|node| node.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        done.push(format!("registered: {}", batch.join(", ")));
+        match self
+            .apply_labels_and_taints(asked, host.as_ref(), batch)
+            .await
+        {
+            Ok(applied) => done.push(applied),
+            Err(failed) => return failed,
+        }
+        match self
+            .approve_serving_certificates(asked, host.as_ref(), batch)
+            .await
+        {
+            Ok(decided) => done.push(decided),
+            Err(failed) => return failed,
+        }
+        GateOutcome::Passed(done.join("; "))
+    }
+
+    /// Server-side applies each node's labels and taints (field manager `metalk8s`, taking
+    /// over kubeadm's taints): the kubelet may not set its role labels itself
+    /// (NodeRestriction), and a Node object exists only once its kubelet registered.
+    async fn apply_labels_and_taints(
+        &self,
+        asked: &str,
+        host: &dyn Host,
+        batch: &[String],
+    ) -> Result<String, GateOutcome> {
+        for node in batch {
+            let Some(api) = self.node_api.iter().find(|api| api.name == *node) else {
+                return Err(GateOutcome::failed(
+                    format!("{node}: no labels and taints were planned for it"),
+                    "the node is missing from the inventory the deploy planned from; run `metalk8s deploy` again",
+                ));
+            };
+            let apply = kubectl(
+                "apply --server-side --field-manager=metalk8s --force-conflicts -o name -f -",
+            )
+            .stdin(api.labels_and_taints.to_string());
+            let applied = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
+                let output = host
+                    .run(&apply)
+                    .await
+                    .map_err(|error| error_chain(&error))?;
+                if output.success() {
+                    Ok(())
+                } else {
+                    Err(first_line(&output.stderr_text(), &output.stdout_text()))
+                }
+            })
+            .await;
+            if let Err(problem) = applied {
+                return Err(GateOutcome::failed(
+                    format!(
+                        "the labels and taints of {node} could not be applied after {} s (asked {asked}): {problem}",
+                        KUBERNETES_PATIENCE.timeout.as_secs()
+                    ),
+                    format!(
+                        "`kubectl get node {node} -o yaml --show-managed-fields` on {asked} shows who owns its labels and taints; the API server's log says why the apply is refused"
+                    ),
+                ));
+            }
+        }
+        Ok(format!("labels and taints applied: {}", batch.join(", ")))
+    }
+
+    /// Decides every pending kubelet serving CSR of the batch's nodes
+    /// ([`csr::decide`], against every node of the inventory), writes the decision with
+    /// its reason as the CSR's condition, and waits until each node's kubelet holds its
+    /// serving certificate: the API server verifies kubelets with the cluster CA, so
+    /// without one `kubectl logs` and `exec` fail on that node. A denial is reported but
+    /// is no failure by itself (the kubelet asks again); a kubelet still without a
+    /// certificate at the end of the patience is.
+    async fn approve_serving_certificates(
+        &self,
+        asked: &str,
+        host: &dyn Host,
+        batch: &[String],
+    ) -> Result<String, GateOutcome> {
+        let known: Vec<KnownNode> = self
+            .node_api
+            .iter()
+            .map(|api| api.serving.clone())
+            .collect();
+        let list = kubectl("get csr -o json");
+        let holds_certificate = Command::new(format!(
+            "test -s {}",
+            metalk8s_kubernetes::cluster::paths::KUBELET_SERVING_CERT
+        ))
+        .as_root()
+        .timeout(Duration::from_secs(10));
+        // Kept across tries: each CSR is decided once, and every decision is reported.
+        let decided: Mutex<Vec<Decided>> = Mutex::new(Vec::new());
+        let served: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+        let outcome = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
+            let output = host
+                .run(&list)
+                .await
+                .map_err(|error| error_chain(&error))?;
+            if !output.success() {
+                return Err(first_line(&output.stderr_text(), &output.stdout_text()));
+            }
+            let pending = pending_serving_requests(&output.stdout_text(), batch)?;
+            let mut problems = Vec::new();
+            for request in pending {
+                if lock(&decided).iter().any(|seen| seen.csr == request.name) {
+                    continue;
+                }
+                let decision = match &request.serving {
+                    Ok(serving) => csr::decide(serving, &known),
+                    Err(unreadable) => Decision::Deny {
+                        reason: unreadable.clone(),
+                    },
+                };
+                let write = kubectl(&format!(
+                    "replace --raw /apis/certificates.k8s.io/v1/certificatesigningrequests/{}/approval -f -",
+                    request.name
+                ))
+                .stdin(csr::with_decision(request.object, &decision).to_string());
+                match host.run(&write).await {
+                    Ok(written) if written.success() => lock(&decided).push(Decided {
+                        csr: request.name,
+                        node: request.node,
+                        decision,
+                    }),
+                    Ok(written) => problems.push(format!(
+                        "{}: {}",
+                        request.name,
+                        first_line(&written.stderr_text(), &written.stdout_text())
+                    )),
+                    Err(error) => {
+                        problems.push(format!("{}: {}", request.name, error_chain(&error)))
+                    }
+                }
+            }
+            for node in batch {
+                if lock(&served).contains(&node.as_str()) {
+                    continue;
+                }
+                let Some(node_host) = self.hosts.get(node) else {
+                    problems.push(format!("{node}: no connection"));
+                    continue;
+                };
+                match node_host.run(&holds_certificate).await {
+                    Ok(output) if output.success() => lock(&served).push(node),
+                    Ok(_) => problems.push(format!("{node}: no serving certificate yet")),
+                    Err(error) => problems.push(format!("{node}: {}", error_chain(&error))),
+                }
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            }
+        })
+        .await;
+        let decisions = lock(&decided)
+            .iter()
+            .map(Decided::describe)
+            .collect::<Vec<_>>();
+        let decisions = if decisions.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", decisions.join("; "))
+        };
+        match outcome {
+            Ok(()) => Ok(format!(
+                "serving certificates held: {}{decisions}",
+                batch.join(", ")
+            )),
+            Err(problem) => {
+                let missing: Vec<&str> = batch
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|node| !lock(&served).contains(node))
+                    .collect();
+                Err(GateOutcome::failed(
+                    format!(
+                        "kubelets without an approved serving certificate after {} s: {} (asked {asked}): {problem}{decisions}",
+                        KUBERNETES_PATIENCE.timeout.as_secs(),
+                        missing.join(", "),
+                    ),
+                    format!(
+                        "`kubectl get csr` on {asked} lists the kubelets' requests and the reason of each denial (a node must ask for its own name and addresses only, as the inventory says); `journalctl -u kubelet` on {} says whether it asked",
+                        missing.join(", ")
+                    ),
+                ))
+            }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A serving CSR this gate decided.
+struct Decided {
+    csr: String,
+    node: String,
+    decision: Decision,
+}
+
+impl Decided {
+    fn describe(&self) -> String {
+        format!(
+            "{} {} of {}: {}",
+            if self.decision.is_approved() {
+                "approved"
+            } else {
+                "denied"
+            },
+            self.csr,
+            self.node,
+            self.decision.reason()
+        )
+    }
+}
+
+/// A pending kubelet serving CSR from one of the batch's nodes.
+struct PendingRequest {
+    name: String,
+    node: String,
+    /// What it asks for, or why its request cannot be read (then it is denied).
+    serving: Result<ServingRequest, String>,
+    /// As read: the approval is written over it, with its resourceVersion, so a decision
+    /// made meanwhile by someone else is not overwritten.
+    object: serde_json::Value,
+}
+
+/// The CSRs of a `kubectl get csr -o json` answer that are for the kubelet serving signer,
+/// from a node of `batch` (`system:node:<name>`), with neither an `Approved` nor a
+/// `Denied` condition.
+fn pending_serving_requests(json: &str, batch: &[String]) -> Result<Vec<PendingRequest>, String> {
+    let list: serde_json::Value =
+        serde_json::from_str(json).map_err(|error| format!("unreadable CSR list: {error}"))?;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    Ok(items
+        .into_iter()
+        .filter_map(|object| {
+            let spec = &object["spec"];
+            if spec["signerName"] != csr::KUBELET_SERVING_SIGNER {
+                return None;
+            }
+            let username = spec["username"].as_str()?;
+            let node = username.strip_prefix(csr::NODE_USER_PREFIX)?;
+            if !batch.iter().any(|member| member == node) {
+                return None;
+            }
+            let decided = object["status"]["conditions"]
+                .as_array()
+                .is_some_and(|conditions| {
+                    conditions.iter().any(|condition| {
+                        matches!(condition["type"].as_str(), Some("Approved" | "Denied"))
+                    })
+                });
+            if decided {
+                return None;
+            }
+            let strings = |field: &str| -> Vec<String> {
+                spec[field]
+                    .as_array()
+                    .map(|values| {
+                        values
+                            .iter()
+                            .filter_map(|value| value.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let serving =
+                metalk8s_pki::RequestInfo::from_api(spec["request"].as_str().unwrap_or_default())
+                    .map(|info| ServingRequest {
+                        signer_name: csr::KUBELET_SERVING_SIGNER.to_owned(),
+                        username: username.to_owned(),
+                        groups: strings("groups"),
+                        usages: strings("usages"),
+                        common_name: info.common_name,
+                        organizations: info.organizations,
+                        dns_names: info.dns_names,
+                        ip_addresses: info.ip_addresses,
+                        email_addresses: info.email_addresses,
+                        uris: info.uris,
+                    })
+                    .map_err(|error| {
+                        format!("its request cannot be read: {}", error_chain(&error))
+                    });
+            Some(PendingRequest {
+                name: object["metadata"]["name"].as_str()?.to_owned(),
+                node: node.to_owned(),
+                serving,
+                object,
+            })
+        })
+        .collect())
 }
 
 /// The names in a `kubectl get nodes -o json` answer.
@@ -322,6 +621,7 @@ mod tests {
                 members: Vec::new(),
             },
             control_planes: vec!["node1".into()],
+            node_api: &[],
             clock,
         }
     }
@@ -393,5 +693,267 @@ mod tests {
             gates.check(PhaseName::Containerd, &only_node1).await,
             Some(GateOutcome::Passed(_))
         ));
+    }
+
+    /// What the inventory says `node` is: node2 is 10.0.0.12 and 10.1.0.12, and so on.
+    fn node_api(node: &str) -> NodeApi {
+        let number: u8 = node.trim_start_matches("node").parse().unwrap();
+        NodeApi {
+            name: node.to_owned(),
+            labels_and_taints: serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": node, "labels": {"node-role.kubernetes.io/worker": ""}},
+                "spec": {"taints": []},
+            }),
+            serving: KnownNode {
+                name: node.to_owned(),
+                addresses: vec![
+                    format!("10.0.0.{}", 10 + number).parse().unwrap(),
+                    format!("10.1.0.{}", 10 + number).parse().unwrap(),
+                ],
+                hostnames: Vec::new(),
+            },
+        }
+    }
+
+    /// A kubelet serving CSR from `node`, as `kubectl get csr -o json` shows it, asking
+    /// for `ips`, with these `conditions`.
+    fn serving_csr(name: &str, node: &str, ips: &[&str], conditions: &[&str]) -> serde_json::Value {
+        use base64::Engine;
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+        params.subject_alt_names =
+            std::iter::once(rcgen::SanType::DnsName(node.try_into().unwrap()))
+                .chain(
+                    ips.iter()
+                        .map(|ip| rcgen::SanType::IpAddress(ip.parse().unwrap())),
+                )
+                .collect();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+        serde_json::json!({
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {"name": name, "resourceVersion": "7"},
+            "spec": {
+                "signerName": csr::KUBELET_SERVING_SIGNER,
+                "username": format!("system:node:{node}"),
+                "groups": ["system:nodes", "system:authenticated"],
+                "usages": ["digital signature", "server auth"],
+                "request": base64::engine::general_purpose::STANDARD.encode(pem),
+            },
+            "status": {
+                "conditions": conditions
+                    .iter()
+                    .map(|kind| serde_json::json!({"type": kind, "status": "True"}))
+                    .collect::<Vec<_>>(),
+            },
+        })
+    }
+
+    fn list(items: Vec<serde_json::Value>) -> Output {
+        Output::ok(serde_json::json!({"items": items}).to_string())
+    }
+
+    fn node_list(nodes: &[&str]) -> Output {
+        list(
+            nodes
+                .iter()
+                .map(|node| serde_json::json!({"metadata": {"name": node}}))
+                .collect(),
+        )
+    }
+
+    /// node1 is the control plane asked; node2 and node3, workers, are the batch.
+    fn cluster(
+        node1: RecordingHost,
+        node3_holds_a_certificate: bool,
+    ) -> (Arc<RecordingHost>, BTreeMap<String, Arc<dyn Host>>) {
+        let node1 = Arc::new(node1);
+        let mut hosts: BTreeMap<String, Arc<dyn Host>> = BTreeMap::new();
+        hosts.insert("node1".into(), node1.clone());
+        hosts.insert(
+            "node2".into(),
+            Arc::new(RecordingHost::new("node2").on("test -s", Output::ok(""))),
+        );
+        let node3 = RecordingHost::new("node3");
+        let node3 = if node3_holds_a_certificate {
+            node3.on("test -s", Output::ok(""))
+        } else {
+            node3.on("test -s", Output::failed(1, ""))
+        };
+        hosts.insert("node3".into(), Arc::new(node3));
+        (node1, hosts)
+    }
+
+    /// The `kubernetes` gate after the workers' batch (node2 and node3).
+    async fn check_workers(hosts: &BTreeMap<String, Arc<dyn Host>>) -> GateOutcome {
+        let clock = ManualClock::new();
+        let node_api = [node_api("node1"), node_api("node2"), node_api("node3")];
+        let gates = DeployGates {
+            node_api: &node_api,
+            ..gates(hosts, &clock)
+        };
+        let batch = ["node2".to_owned(), "node3".to_owned()];
+        gates.check(PhaseName::Kubernetes, &batch).await.unwrap()
+    }
+
+    fn stdin_json(command: &Command) -> serde_json::Value {
+        serde_json::from_slice(command.stdin.as_deref().expect("a body on stdin")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_kubernetes_gate_labels_every_node_and_decides_their_serving_certificates() {
+        let csrs = list(vec![
+            serving_csr("csr-own", "node2", &["10.0.0.12", "10.1.0.12"], &[]),
+            serving_csr("csr-theirs", "node3", &["10.0.0.12"], &[]),
+            serving_csr("csr-node3", "node3", &["10.0.0.13"], &[]),
+            serving_csr("csr-done", "node2", &["10.0.0.12"], &["Approved"]),
+            // Not of the batch: its own batch decides it.
+            serving_csr("csr-cp", "node1", &["10.0.0.11"], &[]),
+        ]);
+        let (node1, hosts) = cluster(
+            RecordingHost::new("node1")
+                .on("get nodes -o json", node_list(&["node1", "node2", "node3"]))
+                .on(
+                    "apply --server-side",
+                    Output::ok("node/x serverside-applied"),
+                )
+                .on("get csr -o json", csrs)
+                .on("replace --raw", Output::ok("{}")),
+            true,
+        );
+        let GateOutcome::Passed(seen) = check_workers(&hosts).await else {
+            panic!("both nodes registered and hold a serving certificate");
+        };
+        assert!(
+            seen.contains("labels and taints applied: node2, node3"),
+            "{seen}"
+        );
+        assert!(seen.contains("approved csr-own of node2"), "{seen}");
+        assert!(
+            seen.contains(
+                "denied csr-theirs of node3: address 10.0.0.12 is not one of node node3's"
+            ),
+            "{seen}"
+        );
+
+        let commands = node1.commands();
+        let applied: Vec<serde_json::Value> = commands
+            .iter()
+            .filter(|command| {
+                command
+                    .script
+                    .contains("apply --server-side --field-manager=metalk8s --force-conflicts")
+            })
+            .map(stdin_json)
+            .collect();
+        assert_eq!(
+            applied,
+            [
+                node_api("node2").labels_and_taints,
+                node_api("node3").labels_and_taints
+            ]
+        );
+        let decisions: Vec<(String, String)> = commands
+            .iter()
+            .filter(|command| command.script.contains("replace --raw"))
+            .map(|command| {
+                let body = stdin_json(command);
+                (
+                    body["metadata"]["name"].as_str().unwrap().to_owned(),
+                    body["status"]["conditions"][0]["type"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        let decision = |csr: &str, kind: &str| (csr.to_owned(), kind.to_owned());
+        assert_eq!(
+            decisions,
+            [
+                decision("csr-own", "Approved"),
+                decision("csr-theirs", "Denied"),
+                decision("csr-node3", "Approved"),
+            ]
+        );
+        assert!(commands.iter().any(|command| {
+            command
+                .script
+                .contains("certificatesigningrequests/csr-own/approval -f -")
+        }));
+    }
+
+    #[tokio::test]
+    async fn the_kubernetes_gate_fails_naming_a_kubelet_without_a_serving_certificate() {
+        let (node1, hosts) = cluster(
+            RecordingHost::new("node1")
+                .on("get nodes -o json", node_list(&["node1", "node2", "node3"]))
+                .on("apply --server-side", Output::ok(""))
+                .on(
+                    "get csr -o json",
+                    list(vec![serving_csr(
+                        "csr-theirs",
+                        "node3",
+                        &["10.0.0.99"],
+                        &[],
+                    )]),
+                )
+                .on("replace --raw", Output::ok("{}")),
+            false,
+        );
+        let GateOutcome::Failed { problem, hint } = check_workers(&hosts).await else {
+            panic!("node3's kubelet never gets a serving certificate");
+        };
+        assert!(
+            problem.contains(
+                "without an approved serving certificate after 180 s: node3 (asked node1)"
+            ),
+            "{problem}"
+        );
+        assert!(
+            problem.contains("denied csr-theirs of node3: address 10.0.0.99"),
+            "{problem}"
+        );
+        assert!(hint.unwrap().contains("`kubectl get csr` on node1"));
+        // Decided once, however many times the list is read.
+        let denials = node1
+            .scripts()
+            .iter()
+            .filter(|script| script.contains("replace --raw"))
+            .count();
+        assert_eq!(denials, 1);
+    }
+
+    #[tokio::test]
+    async fn the_kubernetes_gate_fails_with_a_hint_when_a_node_never_registers() {
+        let (node1, hosts) = cluster(
+            RecordingHost::new("node1").on("get nodes -o json", node_list(&["node1", "node2"])),
+            true,
+        );
+        let GateOutcome::Failed { problem, hint } = check_workers(&hosts).await else {
+            panic!("node3 never registers");
+        };
+        assert!(
+            problem.contains(
+                "not registered with the cluster after 180 s (asked node1): not registered: node3"
+            ),
+            "{problem}"
+        );
+        assert!(hint.unwrap().contains("journalctl -u kubelet"));
+        // Nothing is applied to a cluster that does not hold the batch yet.
+        assert!(
+            node1
+                .scripts()
+                .iter()
+                .all(|script| !script.contains("apply") && !script.contains("csr"))
+        );
     }
 }
