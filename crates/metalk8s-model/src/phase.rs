@@ -111,7 +111,7 @@ mod tests {
         let error = "kubelet".parse::<PhaseName>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown phase `kubelet` (the phases are: os, repository, etcd, containerd)"
+            "unknown phase `kubelet` (the phases are: os, repository, etcd, containerd, kubernetes)"
         );
     }
 }
