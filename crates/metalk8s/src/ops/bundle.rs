@@ -13,7 +13,7 @@ use std::sync::Arc;
 use metalk8s_bundle::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, VerifiedBundle};
 use metalk8s_model::repository as repo;
 use metalk8s_plan::{BundleBinary, BundleImage, StagedBundle};
-use metalk8s_transport::{Command, Host};
+use metalk8s_transport::{Command, Host, quote};
 use sha2::{Digest, Sha256};
 
 use super::OpsError;
@@ -73,8 +73,8 @@ pub async fn stage(
     let local = tokio::task::spawn_blocking(move || verified_locally(&source))
         .await
         .map_err(|error| OpsError::local(format!("bundle verification: {error}")))??;
+    check_manifest(&local.manifest)?;
     let staged = staged_bundle(&local.manifest);
-    check_version(&staged.version)?;
     let manifest_sha256 = hex::encode(Sha256::digest(&local.manifest_bytes));
     let remote_sha256 = run(
         bootstrap.as_ref(),
@@ -151,7 +151,77 @@ pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, O
             bootstrap.name()
         ))
     })?;
+    // Read back from the node, unsigned: checked as strictly as a bundle about to be
+    // staged, since its names end up in units, paths and commands.
+    check_manifest(&manifest).map_err(|error| OpsError::OnNode {
+        message: format!(
+            "{}: the staged bundle's manifest {}/{MANIFEST_FILE} is refused: {error}",
+            bootstrap.name(),
+            repo::CURRENT_BUNDLE
+        ),
+        help: Some(
+            "stage a bundle again with `metalk8s deploy --bundle … --bundle-key …`".to_owned(),
+        ),
+    })?;
     Ok(Some(staged_bundle(&manifest)))
+}
+
+/// What the deploy takes from a manifest into unit files, paths and commands, held to
+/// narrow shapes: the version names a directory; artifact paths are relative, without
+/// `..`, of plain characters; images and binaries have valid names and tags (the manifest
+/// parser already refuses `..` and an invalid Kubernetes version). A signed bundle cannot
+/// smuggle a shell word or a path out of its directory through any of them.
+fn check_manifest(manifest: &Manifest) -> Result<(), OpsError> {
+    check_version(&manifest.version)?;
+    let refuse = |what: String| {
+        OpsError::Invalid {
+            message: format!("bundle {}: {what}", manifest.version),
+            help: Some(
+                "rebuild the bundle with `metalk8s bundle build` from a spec that names only plain files, images and versions".to_owned(),
+            ),
+        }
+    };
+    for artifact in &manifest.artifacts {
+        let plain = artifact
+            .path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+~@:=-/".contains(c));
+        let climbs = artifact
+            .path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+        if !plain || climbs || artifact.path.starts_with('/') {
+            return Err(refuse(format!(
+                "artifact path {:?} is not a plain relative path",
+                artifact.path
+            )));
+        }
+    }
+    for image in manifest.images() {
+        if !metalk8s_model::oci::is_repository_name(image.name)
+            || !metalk8s_model::oci::is_tag(image.tag)
+        {
+            return Err(refuse(format!(
+                "image {:?}:{:?} is not a valid name and tag",
+                image.name, image.tag
+            )));
+        }
+    }
+    for binary in manifest.binaries() {
+        let plain = !binary.name.is_empty()
+            && binary
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            && !binary.name.starts_with('.');
+        if !plain {
+            return Err(refuse(format!(
+                "binary name {:?} is not a plain file name",
+                binary.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The version names a directory: nothing that could climb out of the bundles directory.
@@ -224,7 +294,7 @@ async fn upload(
         .iter()
         .filter_map(|artifact| {
             let (parent, _) = artifact.path.rsplit_once('/')?;
-            Some(format!("{partial}/{parent}"))
+            Some(quote(&format!("{partial}/{parent}")))
         })
         .collect();
     directories.sort();
@@ -282,7 +352,8 @@ async fn upload(
     }
     let check = Command::new(format!(
         "cd {partial} && sha256sum --quiet --strict -c - && rm -rf {dir} && mv {partial} {dir}",
-        dir = staged.dir
+        partial = quote(&partial),
+        dir = quote(&staged.dir)
     ))
     .as_root()
     .stdin(sums.into_bytes());
@@ -334,6 +405,51 @@ mod tests {
         }
         for bad in ["", "..", "../x", "a/b", ".hidden", "current", "a b"] {
             assert!(check_version(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A manifest with one artifact at `path`, one image and one binary as given.
+    fn manifest_with(path: &str, image: (&str, &str), binary: &str, kubernetes: &str) -> Manifest {
+        let json = serde_json::json!({
+            "apiVersion": "metalk8s.io/v1alpha1", "kind": "BundleManifest", "version": "1.2.3",
+            "kubernetesVersion": kubernetes, "created": "2026-01-01T00:00:00Z",
+            "components": [{"name": image.0, "version": image.1, "origin": "x"},
+                           {"name": binary, "version": "1.0.0", "origin": "y"}],
+            "artifacts": [{"path": path, "kind": "deb", "sha256": "00", "size": 1},
+                          {"path": format!("images/{}/index.json", image.0), "kind": "ociLayout", "sha256": "00", "size": 1},
+                          {"path": format!("bin/{binary}"), "kind": "binary", "sha256": "00", "size": 1}],
+        });
+        Manifest::from_json(&serde_json::to_vec(&json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_manifest_cannot_smuggle_a_shell_word_or_a_path_into_the_deploy() {
+        // (`..` in a path is refused by the manifest parser itself.)
+        let good = manifest_with(
+            "debs/runc_1.1.5_amd64.deb",
+            ("coredns/coredns", "v1.13.1"),
+            "kubelet",
+            "1.36.4",
+        );
+        assert!(check_manifest(&good).is_ok());
+        for (manifest, why) in [
+            (
+                manifest_with("images/a;reboot/x", ("pause", "3.9"), "kubelet", "1.36.4"),
+                "artifact path",
+            ),
+            (
+                manifest_with("debs/x.deb", ("pause", "3.9$(id)"), "kubelet", "1.36.4"),
+                "image",
+            ),
+            (
+                manifest_with("debs/x.deb", ("pause", "3.9"), "kube let", "1.36.4"),
+                "artifact path",
+            ),
+        ] {
+            let error = check_manifest(&manifest).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(why), "{why}: {text}");
+            assert!(miette::Diagnostic::help(&error).is_some(), "{why}: no hint");
         }
     }
 
