@@ -19,7 +19,6 @@ use std::path::Path;
 use tar::{EntryType, Header};
 
 use crate::unpack::{EntryKind, classify};
-use crate::verify::ObservedFiles;
 use crate::walk::sha256_reader;
 use crate::{ArtifactKind, BundleError, MANIFEST_FILE, Manifest, SIGNATURE_FILE};
 
@@ -62,52 +61,93 @@ pub fn write_archive(dir: &Path, manifest: &Manifest, out: impl Write) -> Result
     Ok(())
 }
 
-/// What a pass over an archive found.
-pub(crate) struct ArchiveContents {
-    pub manifest_bytes: Vec<u8>,
-    pub signature_text: String,
-    /// Every other file (when hashed), by path.
-    pub files: ObservedFiles,
-}
-
-/// Reads the archive at `path`: the manifest and signature, and with `hash_all` the size
-/// and sha256 of every other file. Without it, stops once the manifest is read.
-pub(crate) fn read_archive(path: &Path, hash_all: bool) -> Result<ArchiveContents, BundleError> {
+/// The manifest of the archive at `path`, unverified (for showing what a bundle claims to
+/// hold): the archive is read until it is found.
+pub(crate) fn read_archive_manifest(path: &Path) -> Result<Vec<u8>, BundleError> {
     let mut manifest_bytes = None;
-    let mut signature_text = None;
-    let mut files = ObservedFiles::new();
-    for_each_file(path, |name, entry| {
+    for_each_file(path, |name, _, entry| {
         if name == MANIFEST_FILE {
             manifest_bytes = Some(read_limited(entry, MAX_MANIFEST_BYTES, &name)?);
-            return Ok(hash_all);
+            return Ok(false);
         }
-        if name == SIGNATURE_FILE {
-            let bytes = read_limited(entry, MAX_SIGNATURE_BYTES, &name)?;
-            signature_text = Some(String::from_utf8_lossy(&bytes).into_owned());
-        } else if hash_all {
-            let observed = sha256_reader(entry).map_err(|source| BundleError::ArchiveRead {
-                path: path.to_owned(),
-                source,
-            })?;
-            files.insert(name, observed);
+        Ok(true)
+    })?;
+    manifest_bytes.ok_or_else(|| BundleError::MissingFromArchive {
+        archive: path.to_owned(),
+        name: MANIFEST_FILE,
+    })
+}
+
+/// Verifies the bundle archive at `path` in one pass, failing at the first entry that
+/// gives it away: its first two files must be the manifest and its signature, checked at
+/// once; every later file must be listed, no longer than its signed size (known from the
+/// tar header before a byte of it is read), and hash to its signed sha256. A forged or
+/// padded archive is refused after reading no more than its first entries.
+pub(crate) fn verify_archive(
+    path: &Path,
+    public_key: &ed25519_dalek::VerifyingKey,
+) -> Result<Manifest, BundleError> {
+    let mut manifest_bytes = None;
+    let mut signature_text = None;
+    let mut manifest: Option<Manifest> = None;
+    let mut seen = BTreeSet::new();
+    for_each_file(path, |name, size, entry| {
+        let Some(manifest) = &manifest else {
+            match name.as_str() {
+                MANIFEST_FILE => {
+                    manifest_bytes = Some(read_limited(entry, MAX_MANIFEST_BYTES, &name)?)
+                }
+                SIGNATURE_FILE => {
+                    let bytes = read_limited(entry, MAX_SIGNATURE_BYTES, &name)?;
+                    signature_text = Some(String::from_utf8_lossy(&bytes).into_owned());
+                }
+                _ => {
+                    return Err(BundleError::SignedPartsNotFirst {
+                        archive: path.to_owned(),
+                        found: name,
+                    });
+                }
+            }
+            if let (Some(bytes), Some(signature)) = (&manifest_bytes, &signature_text) {
+                manifest = Some(crate::verify::check_signed(bytes, signature, public_key)?);
+            }
+            return Ok(true);
+        };
+        let artifact = manifest
+            .artifacts
+            .iter()
+            .find(|artifact| artifact.path == name)
+            .ok_or_else(|| BundleError::UnlistedFile { path: name.clone() })?;
+        if size > artifact.size {
+            return Err(BundleError::SizeMismatch {
+                path: name,
+                expected: artifact.size,
+                found: size,
+            });
         }
+        let observed = sha256_reader(entry).map_err(|source| BundleError::ArchiveRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        crate::verify::check_artifact(artifact, Some(observed))?;
+        seen.insert(name);
         Ok(true)
     })?;
     let missing = |name| BundleError::MissingFromArchive {
         archive: path.to_owned(),
         name,
     };
-    let manifest_bytes = manifest_bytes.ok_or_else(|| missing(MANIFEST_FILE))?;
-    let signature_text = match signature_text {
-        Some(text) => text,
-        None if !hash_all => String::new(),
+    let manifest = match manifest {
+        Some(manifest) => manifest,
+        None if manifest_bytes.is_none() => return Err(missing(MANIFEST_FILE)),
         None => return Err(missing(SIGNATURE_FILE)),
     };
-    Ok(ArchiveContents {
-        manifest_bytes,
-        signature_text,
-        files,
-    })
+    for artifact in &manifest.artifacts {
+        if !seen.contains(&artifact.path) {
+            crate::verify::check_artifact(artifact, None)?;
+        }
+    }
+    Ok(manifest)
 }
 
 /// Unpacks the bundle archive `archive` into the empty directory `into` (created when
@@ -119,7 +159,7 @@ pub(crate) fn read_archive(path: &Path, hash_all: bool) -> Result<ArchiveContent
 /// know it is worth unpacking, and [`crate::verify`] on `into` to know what was written.
 pub fn unpack(archive: &Path, into: &Path) -> Result<(), BundleError> {
     fs::create_dir_all(into).map_err(BundleError::io(into))?;
-    for_each_file(archive, |name, entry| {
+    for_each_file(archive, |name, _, entry| {
         let target = into.join(&name);
         let parent = target.parent().unwrap_or(into);
         fs::create_dir_all(parent).map_err(BundleError::io(parent))?;
@@ -141,7 +181,7 @@ pub fn unpack(archive: &Path, into: &Path) -> Result<(), BundleError> {
 /// refused, and so is a name seen twice, before `visit` sees it.
 fn for_each_file(
     path: &Path,
-    mut visit: impl FnMut(String, &mut dyn Read) -> Result<bool, BundleError>,
+    mut visit: impl FnMut(String, u64, &mut dyn Read) -> Result<bool, BundleError>,
 ) -> Result<(), BundleError> {
     let read_error = |source| BundleError::ArchiveRead {
         path: path.to_owned(),
@@ -171,7 +211,8 @@ fn for_each_file(
         if !seen.insert(name.clone()) {
             return Err(BundleError::DuplicateEntry { path: name });
         }
-        if !visit(name, &mut entry)? {
+        let size = entry.header().size().map_err(read_error)?;
+        if !visit(name, size, &mut entry)? {
             break;
         }
     }
@@ -383,9 +424,10 @@ mod tests {
             ("bin/tool", EntryType::Regular, "", b"a"),
             ("./bin/tool", EntryType::Regular, "", b"b"),
         ]);
+        // Verification stops earlier still: nothing comes before the signed manifest.
         let error = verify_bytes(dir.path(), &zst(&twice)).unwrap_err();
         assert!(
-            matches!(&error, BundleError::DuplicateEntry { path } if path == "bin/tool"),
+            matches!(&error, BundleError::SignedPartsNotFirst { found, .. } if found == "bin/tool"),
             "{error:?}"
         );
         let error = unpack(&dir.path().join("test.tar.zst"), &dir.path().join("twice"));
@@ -395,12 +437,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_extra_entry_and_a_missing_one_are_named() {
-        let (dir, manifest, bytes) = bundle();
-        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
-        let plain = tar_of(&bytes);
+    /// The archive of `bundle()` with its entries rearranged or replaced by `edit`.
+    fn edited(bytes: &[u8], edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> Vec<u8> {
+        let plain = tar_of(bytes);
         let mut tar = tar::Archive::new(&plain[..]);
+        let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
         for entry in tar.entries().unwrap() {
             let mut entry = entry.unwrap();
             let path = entry.path().unwrap().to_string_lossy().into_owned();
@@ -408,38 +449,75 @@ mod tests {
             entry.read_to_end(&mut data).unwrap();
             entries.push((path, data));
         }
-        let rebuild = |entries: &[(String, Vec<u8>)]| {
-            let mut builder = tar::Builder::new(Vec::new());
-            for (path, data) in entries {
-                let mut header = Header::new_gnu();
-                header.set_size(data.len() as u64);
-                header.set_mode(0o644);
-                builder.append_data(&mut header, path, &data[..]).unwrap();
-            }
-            zst(&builder.into_inner().unwrap())
-        };
-        let mut extra = entries.clone();
-        extra.push(("debs/evil.deb".into(), b"x".to_vec()));
-        let error = verify_bytes(dir.path(), &rebuild(&extra)).unwrap_err();
+        edit(&mut entries);
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in &entries {
+            let mut header = Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, path, &data[..]).unwrap();
+        }
+        zst(&builder.into_inner().unwrap())
+    }
+
+    /// A padded or forged archive is refused at its first telling entry: a large file
+    /// ahead of the signed manifest, or a listed file longer than its signed size.
+    #[test]
+    fn verification_refuses_at_the_first_entry_that_gives_the_archive_away() {
+        let (dir, _, bytes) = bundle();
+        let zeros = vec![0u8; 8 << 20];
+        let padded_first = edited(&bytes, |entries| {
+            entries.insert(0, ("debs/zeros_1_all.deb".to_owned(), zeros.clone()));
+        });
+        let error = verify_bytes(dir.path(), &padded_first).unwrap_err();
+        assert!(
+            matches!(&error, BundleError::SignedPartsNotFirst { found, .. } if found == "debs/zeros_1_all.deb"),
+            "{error:?}"
+        );
+        let grown = edited(&bytes, |entries| {
+            let deb = entries
+                .iter_mut()
+                .find(|(path, _)| path == "debs/a_1_all.deb")
+                .unwrap();
+            deb.1 = zeros.clone();
+        });
+        let error = verify_bytes(dir.path(), &grown).unwrap_err();
+        assert!(
+            matches!(&error, BundleError::SizeMismatch { path, found, .. } if path == "debs/a_1_all.deb" && *found == 8 << 20),
+            "{error:?}"
+        );
+        let signature_last = edited(&bytes, |entries| {
+            let signature = entries.remove(1);
+            entries.push(signature);
+        });
+        assert!(matches!(
+            verify_bytes(dir.path(), &signature_last).unwrap_err(),
+            BundleError::SignedPartsNotFirst { .. }
+        ));
+    }
+
+    #[test]
+    fn an_extra_entry_and_a_missing_one_are_named() {
+        let (dir, manifest, bytes) = bundle();
+        let extra = edited(&bytes, |entries| {
+            entries.push(("debs/evil.deb".into(), b"x".to_vec()));
+        });
+        let error = verify_bytes(dir.path(), &extra).unwrap_err();
         assert!(
             matches!(&error, BundleError::UnlistedFile { path } if path == "debs/evil.deb"),
             "{error:?}"
         );
-        let missing: Vec<_> = entries
-            .iter()
-            .filter(|(path, _)| path != "bin/tool")
-            .cloned()
-            .collect();
-        let error = verify_bytes(dir.path(), &rebuild(&missing)).unwrap_err();
+        let missing = edited(&bytes, |entries| {
+            entries.retain(|(path, _)| path != "bin/tool");
+        });
+        let error = verify_bytes(dir.path(), &missing).unwrap_err();
         assert_eq!(
             error.to_string(),
             "artifact bin/tool: missing from the bundle"
         );
         // Reading only the manifest (for `inspect`) works on any order of entries.
         let path = dir.path().join("reordered.tar.zst");
-        let mut reordered = entries.clone();
-        reordered.reverse();
-        fs::write(&path, rebuild(&reordered)).unwrap();
+        fs::write(&path, edited(&bytes, |entries| entries.reverse())).unwrap();
         assert_eq!(crate::read_manifest(&path).unwrap(), manifest);
     }
 }

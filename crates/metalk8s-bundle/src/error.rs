@@ -62,6 +62,11 @@ pub enum BundleError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{}: {found} comes before manifest.json and its signature; a bundle archive starts with them, so that nothing else is read before the signature is checked (rebuild it with `metalk8s bundle build`)",
+        archive.display()
+    )]
+    SignedPartsNotFirst { archive: PathBuf, found: String },
     #[error("{}: no {name} in the bundle archive", archive.display())]
     MissingFromArchive {
         archive: PathBuf,

@@ -1,10 +1,10 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::archive::{ArchiveContents, read_archive};
+use crate::archive::read_archive_manifest;
 use crate::sign::signature_from_file_text;
 use crate::walk::{bundle_files, hash_file};
 use crate::{Artifact, BundleError, MANIFEST_FILE, Manifest, SIGNATURE_FILE};
@@ -40,8 +40,9 @@ pub fn verify(dir: &Path, public_key: &VerifyingKey) -> Result<VerifiedBundle, B
 }
 
 /// [`verify`] for a bundle directory or a `.tar.zst` bundle archive. An archive is read
-/// once, as a stream, and nothing of it is written to disk: every entry is hashed on the
-/// way, then the same checks as for a directory run in the same order.
+/// once, as a stream, and nothing of it is written to disk; its manifest and signature
+/// come first and are checked before anything else is read, then each entry is refused
+/// as soon as it is unlisted or longer than its signed size, and hashed on the way.
 pub fn verify_bundle(
     path: &Path,
     public_key: &VerifyingKey,
@@ -49,16 +50,7 @@ pub fn verify_bundle(
     if path.is_dir() {
         return verify(path, public_key);
     }
-    let ArchiveContents {
-        manifest_bytes,
-        signature_text,
-        files,
-    } = read_archive(path, true)?;
-    let manifest = check_signed(&manifest_bytes, &signature_text, public_key)?;
-    for artifact in &manifest.artifacts {
-        check_artifact(artifact, files.get(&artifact.path).cloned())?;
-    }
-    check_no_unlisted(files.into_keys().collect(), &manifest)?;
+    let manifest = crate::archive::verify_archive(path, public_key)?;
     Ok(VerifiedBundle {
         root: path.to_owned(),
         manifest,
@@ -72,7 +64,7 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, BundleError> {
         let manifest_path = path.join(MANIFEST_FILE);
         fs::read(&manifest_path).map_err(BundleError::io(manifest_path))?
     } else {
-        read_archive(path, false)?.manifest_bytes
+        read_archive_manifest(path)?
     };
     Manifest::from_json(&bytes)
 }
@@ -85,7 +77,7 @@ fn read_signed_manifest(dir: &Path, public_key: &VerifyingKey) -> Result<Manifes
     check_signed(&bytes, &text, public_key)
 }
 
-fn check_signed(
+pub(crate) fn check_signed(
     bytes: &[u8],
     signature_text: &str,
     public_key: &VerifyingKey,
@@ -98,7 +90,10 @@ fn check_signed(
 }
 
 /// Compares what the manifest says of an artifact with the (size, sha256) found, if any.
-fn check_artifact(artifact: &Artifact, observed: Option<(u64, String)>) -> Result<(), BundleError> {
+pub(crate) fn check_artifact(
+    artifact: &Artifact,
+    observed: Option<(u64, String)>,
+) -> Result<(), BundleError> {
     let Some((size, sha256)) = observed else {
         return Err(BundleError::MissingArtifact {
             path: artifact.path.clone(),
@@ -131,6 +126,3 @@ fn check_no_unlisted(found: Vec<String>, manifest: &Manifest) -> Result<(), Bund
         None => Ok(()),
     }
 }
-
-/// Sizes and sha256 of the files of an archive, by path.
-pub(crate) type ObservedFiles = BTreeMap<String, (u64, String)>;
