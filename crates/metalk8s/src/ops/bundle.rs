@@ -5,7 +5,8 @@
 //! Staging is resumable and never exposes half a bundle: files go to `<version>.partial`,
 //! are checked there with `sha256sum -c` against the manifest, and the directory is renamed
 //! into place only then; `current` moves last, atomically (a new link renamed over it). A
-//! version already staged with the same manifest bytes is not uploaded again.
+//! version already staged with the same manifest bytes is not uploaded again, once its
+//! staged files are found to still match the manifest (otherwise it is staged again).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -102,7 +103,24 @@ pub async fn stage(
         );
         return Ok(staged);
     }
-    if already {
+    // The same manifest staged: its files are checked where they are, and staged again
+    // when one was changed or lost since (a corrupted file would otherwise stay).
+    let intact = if already {
+        match files_match(bootstrap.as_ref(), &staged.dir, &local.manifest).await? {
+            Ok(()) => true,
+            Err(problem) => {
+                eprintln!(
+                    "bundle {}: the files staged on {} differ from its manifest ({problem}): staging it again",
+                    staged.version,
+                    bootstrap.name()
+                );
+                false
+            }
+        }
+    } else {
+        false
+    };
+    if intact {
         eprintln!(
             "bundle {}: already staged on {}",
             staged.version,
@@ -346,27 +364,51 @@ async fn upload(
     )
     .await?;
     // Every file checked where it landed, then the directory renamed into place.
+    if let Err(problem) = files_match(host, &partial, &local.manifest).await? {
+        return Err(OpsError::on_node(format!(
+            "{}: the staged bundle does not match its manifest: {problem}",
+            host.name()
+        )));
+    }
+    run(
+        host,
+        &format!(
+            "rm -rf {dir} && mv {partial} {dir}",
+            partial = quote(&partial),
+            dir = quote(&staged.dir)
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether every artifact of `manifest` is in `dir` on `host` with its size and sha256
+/// (`sha256sum -c`): `Err` says which are not.
+async fn files_match(
+    host: &dyn Host,
+    dir: &str,
+    manifest: &Manifest,
+) -> Result<Result<(), String>, OpsError> {
     let mut sums = String::new();
-    for artifact in &local.manifest.artifacts {
+    for artifact in &manifest.artifacts {
         sums.push_str(&format!("{}  {}\n", artifact.sha256, artifact.path));
     }
     let check = Command::new(format!(
-        "cd {partial} && sha256sum --quiet --strict -c - && rm -rf {dir} && mv {partial} {dir}",
-        partial = quote(&partial),
-        dir = quote(&staged.dir)
+        "cd {dir} && sha256sum --quiet --strict -c -",
+        dir = quote(dir)
     ))
     .as_root()
     .stdin(sums.into_bytes());
     let output = host.run(&check).await?;
-    if !output.success() {
-        return Err(OpsError::on_node(format!(
-            "{}: the staged bundle does not match its manifest: {}{}",
-            host.name(),
+    Ok(if output.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
             output.stdout_text().trim(),
             output.stderr_text().trim()
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 async fn put(host: &dyn Host, path: &str, contents: &[u8], mode: u32) -> Result<(), OpsError> {
@@ -530,6 +572,7 @@ mod tests {
                 .otherwise(metalk8s_transport::Output::ok("")),
         );
         let bootstrap: Arc<dyn Host> = host.clone();
+        // (Every staged file hashes right: the fake answers the check with success.)
         let staged = stage(&bootstrap, &source, false)
             .await
             .unwrap_or_else(|error| panic!("{:?}", miette::Report::new(error)));
@@ -539,6 +582,30 @@ mod tests {
         assert!(
             scripts.iter().any(|s| s.contains("ln -sfn 0.1.0-test")),
             "{scripts:#?}"
+        );
+
+        // The same manifest, but a staged file changed since: staged again.
+        let corrupted = Arc::new(
+            metalk8s_transport::fake::RecordingHost::new("node1")
+                .on(
+                    "sha256sum /var/lib/metalk8s/bundles/0.1.0-test/manifest.json",
+                    metalk8s_transport::Output::ok(format!("{staged_sha}\n")),
+                )
+                .on(
+                    "cd /var/lib/metalk8s/bundles/0.1.0-test && sha256sum",
+                    metalk8s_transport::Output::failed(1, "sha256sum: bin/tool: FAILED"),
+                )
+                .otherwise(metalk8s_transport::Output::ok("")),
+        );
+        let bootstrap: Arc<dyn Host> = corrupted.clone();
+        stage(&bootstrap, &source, false).await.unwrap();
+        assert!(
+            corrupted
+                .uploads()
+                .iter()
+                .any(|u| u.path.ends_with("bin/tool")),
+            "{:?}",
+            corrupted.uploads()
         );
 
         // Anything else on the node: the bundle is uploaded.
