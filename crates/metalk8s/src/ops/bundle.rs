@@ -186,7 +186,8 @@ pub async fn read_staged(bootstrap: &dyn Host) -> Result<Option<StagedBundle>, O
 
 /// What the deploy takes from a manifest into unit files, paths and commands, held to
 /// narrow shapes: the version names a directory; artifact paths are relative, without
-/// `..`, of plain characters; images and binaries have valid names and tags (the manifest
+/// `..`, of characters a shell word needs no quoting for (a package's epoch is `%3a` in
+/// its file name); images and binaries have valid names and tags (the manifest
 /// parser already refuses `..` and an invalid Kubernetes version). A signed bundle cannot
 /// smuggle a shell word or a path out of its directory through any of them.
 fn check_manifest(manifest: &Manifest) -> Result<(), OpsError> {
@@ -203,7 +204,7 @@ fn check_manifest(manifest: &Manifest) -> Result<(), OpsError> {
         let plain = artifact
             .path
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+~@:=-/".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "._+~@:=%-/".contains(c));
         let climbs = artifact
             .path
             .split('/')
@@ -468,7 +469,7 @@ mod tests {
     fn a_manifest_cannot_smuggle_a_shell_word_or_a_path_into_the_deploy() {
         // (`..` in a path is refused by the manifest parser itself.)
         let good = manifest_with(
-            "debs/runc_1.1.5_amd64.deb",
+            "debs/conntrack_1%3a1.4.7-1+b2_amd64.deb",
             ("coredns/coredns", "v1.13.1"),
             "kubelet",
             "1.36.4",
