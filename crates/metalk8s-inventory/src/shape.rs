@@ -275,6 +275,14 @@ pub(crate) static NETWORKS: StructShape = StructShape {
         optional("pods", Shape::Cidr, "10.233.0.0/16"),
         optional("services", Shape::Cidr, "10.96.0.0/12"),
         optional("apiServerVIP", Shape::Ip, "10.10.0.10"),
+        optional(
+            "nameservers",
+            Shape::List {
+                item: &Shape::Ip,
+                non_empty: false,
+            },
+            "[10.10.0.2, 10.10.0.3]",
+        ),
     ],
 };
 

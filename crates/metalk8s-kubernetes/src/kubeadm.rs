@@ -37,10 +37,16 @@ pub const SKIPPED_JOIN_PHASES: &[(&str, &str)] = &[];
 
 /// kubeadm addons metalk8s turns off in the ClusterConfiguration (so that
 /// `kubeadm upgrade apply` does not bring them back either), and why.
-pub const DISABLED_ADDONS: &[(&str, &str)] = &[(
-    "proxy",
-    "kubeadm's kube-proxy ConfigMap is one configuration for every node, so it cannot bind kube-proxy's health and metrics servers to each node's control-plane IP; metalk8s places a per-node KubeProxyConfiguration and runs kube-proxy as its own DaemonSet that reads it (crate::kube_proxy)",
-)];
+pub const DISABLED_ADDONS: &[(&str, &str)] = &[
+    (
+        "proxy",
+        "kubeadm's kube-proxy ConfigMap is one configuration for every node, so it cannot bind kube-proxy's health and metrics servers to each node's control-plane IP; metalk8s places a per-node KubeProxyConfiguration and runs kube-proxy as its own DaemonSet that reads it (crate::kube_proxy)",
+    ),
+    (
+        "dns",
+        "kubeadm's CoreDNS runs anywhere, always forwards to the nodes' resolv.conf (which an air-gapped node may not have) and is rewritten by `kubeadm upgrade apply`; metalk8s applies CoreDNS itself, on the infra or control-plane nodes, with the resolvers it chose (crate::coredns)",
+    ),
+];
 
 /// Preflight errors ignored on `kubeadm init` (none but [`IGNORED_PREFLIGHT_WITH_VIP`]).
 pub const IGNORED_PREFLIGHT_INIT: &[(&str, &str)] = &[];
@@ -262,6 +268,7 @@ pub struct HostPathMount {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Dns {
+    pub disabled: bool,
     pub image_repository: String,
 }
 
@@ -511,6 +518,7 @@ pub fn cluster_configuration(cluster: &Cluster) -> Result<ClusterConfiguration, 
         // not registry.k8s.io; the bundle keeps the upstream path (registry.k8s.io/
         // coredns/coredns → <registry>/coredns/coredns), so name it.
         dns: Dns {
+            disabled: true,
             image_repository: format!("{}/coredns", cluster.image_repository()),
         },
         proxy: Proxy { disabled: true },

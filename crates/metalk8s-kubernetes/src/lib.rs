@@ -16,6 +16,7 @@
 pub mod apiserver_proxy;
 pub mod audit;
 pub mod cluster;
+pub mod coredns;
 pub mod csr;
 pub mod error;
 pub mod keepalived;

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, Node};
+use crate::coredns::{self, DnsSettings};
 use crate::error::InputError;
 use crate::kubeadm::TaintSpec;
 use crate::{kube_proxy, rbac, roles};
@@ -24,10 +25,18 @@ pub fn node_labels_patch(node: &Node) -> Value {
     })
 }
 
-/// The cluster-wide objects (RBAC, kube-proxy) and each node's apply body.
-pub fn all(cluster: &Cluster) -> Result<Vec<Value>, InputError> {
+/// The cluster-wide objects the `kubernetes` phase applies once the API is up: the RBAC
+/// bindings, kube-proxy's and CoreDNS's objects.
+pub fn cluster_objects(cluster: &Cluster, dns: &DnsSettings) -> Result<Vec<Value>, InputError> {
     let mut objects = rbac::bindings();
     objects.extend(kube_proxy::objects(cluster)?);
+    objects.extend(coredns::objects(cluster, dns)?);
+    Ok(objects)
+}
+
+/// [`cluster_objects`] and each node's apply body.
+pub fn all(cluster: &Cluster, dns: &DnsSettings) -> Result<Vec<Value>, InputError> {
+    let mut objects = cluster_objects(cluster, dns)?;
     objects.extend(cluster.nodes.iter().map(node_labels_patch));
     Ok(objects)
 }

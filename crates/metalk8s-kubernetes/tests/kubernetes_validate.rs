@@ -88,7 +88,11 @@ fn every_object_validates_against_the_api_schemas_of_each_minor() {
         ("3-node", common::cluster(3, 36, true, true)),
         ("5-node", common::cluster(5, 37, true, false)),
     ] {
-        for (index, object) in objects::all(&cluster).unwrap().into_iter().enumerate() {
+        for (index, object) in objects::all(&cluster, &common::dns(&cluster))
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
             let path = dir.path().join(format!("{label}-{index:02}.yaml"));
             std::fs::write(&path, yaml::documents(&[object])).unwrap();
             files.push(path);

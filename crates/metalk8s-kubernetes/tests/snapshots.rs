@@ -66,7 +66,7 @@ fn rendered() -> String {
     file("audit policy", &yaml::documents(&[audit::policy()]));
     file(
         "objects",
-        &yaml::documents(&objects::all(&cluster).unwrap()),
+        &yaml::documents(&objects::all(&cluster, &common::dns(&cluster)).unwrap()),
     );
     out
 }

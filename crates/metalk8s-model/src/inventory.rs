@@ -65,6 +65,11 @@ pub struct Networks {
         skip_serializing_if = "Option::is_none"
     )]
     pub api_server_vip: Option<IpAddr>,
+    /// The resolvers the cluster DNS forwards names outside the cluster to. When empty,
+    /// those of the nodes' /etc/resolv.conf; when neither has any (an air-gapped site),
+    /// the cluster DNS answers for the cluster's own names only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<IpAddr>,
 }
 
 fn default_pods() -> IpNet {

@@ -35,7 +35,8 @@ use std::collections::BTreeSet;
 use metalk8s_kubernetes::cluster::{self as k8s, paths};
 use metalk8s_kubernetes::kubeadm::{self, JoinToken};
 use metalk8s_kubernetes::{
-    KeyAlgorithm, KubernetesVersion, apiserver_proxy, audit, keepalived, kube_proxy, kubelet,
+    KeyAlgorithm, KubernetesVersion, apiserver_proxy, audit, coredns, keepalived, kube_proxy,
+    kubelet,
 };
 use metalk8s_model::PhaseName;
 use metalk8s_model::facts::KUBEADM_DONE_MARKER;
@@ -258,6 +259,26 @@ pub(crate) fn kubernetes_version(
     }
 }
 
+/// CoreDNS's image from the bundle (checked present by [`require_kubernetes_bundle`]) and
+/// its upstream resolvers: the inventory's `networks.nameservers`, else none.
+fn dns_settings(cluster: &Cluster, bundle: &StagedBundle) -> coredns::DnsSettings {
+    let image_tag = bundle
+        .images
+        .iter()
+        .find(|image| image.name == coredns::IMAGE)
+        .map(|image| image.tag.clone())
+        .unwrap_or_default();
+    let nameservers = &cluster.inventory.networks.nameservers;
+    coredns::DnsSettings {
+        image_tag,
+        upstreams: if nameservers.is_empty() {
+            coredns::Upstreams::None
+        } else {
+            coredns::Upstreams::Servers(nameservers.clone())
+        },
+    }
+}
+
 /// The cluster as `metalk8s-kubernetes` renders it.
 pub(crate) fn kubernetes_cluster(cluster: &Cluster, version: KubernetesVersion) -> k8s::Cluster {
     let inventory = cluster.inventory;
@@ -459,8 +480,9 @@ fn host_plan(
 
     let objects = if control_plane {
         steps.add(directory("/etc/kubernetes/metalk8s", 0o755, "root"));
-        let mut objects = metalk8s_kubernetes::rbac::bindings();
-        objects.extend(kube_proxy::objects(k8s).map_err(PlanError::kubernetes)?);
+        let objects =
+            metalk8s_kubernetes::objects::cluster_objects(k8s, &dns_settings(cluster, bundle))
+                .map_err(PlanError::kubernetes)?;
         Some(steps.add(file(
             CLUSTER_OBJECTS,
             metalk8s_kubernetes::yaml::documents(&objects),

@@ -730,6 +730,7 @@ mod tests {
                 pods: "10.233.0.0/16".parse().expect("cidr"),
                 services: "10.96.0.0/12".parse().expect("cidr"),
                 api_server_vip: None,
+                nameservers: Vec::new(),
             },
             proxy: None,
             ssh: SshSettings {

@@ -393,6 +393,7 @@ fn inventory(nodes: &[(&str, u16)], identity_file: String, known_hosts_file: Str
             pods: cidr("10.233.0.0/16"),
             services: cidr("10.96.0.0/12"),
             api_server_vip: None,
+            nameservers: Vec::new(),
         },
         proxy: None,
         ssh: SshSettings {

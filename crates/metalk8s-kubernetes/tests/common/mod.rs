@@ -121,3 +121,20 @@ pub fn every_shape() -> Vec<(String, Cluster)> {
     }
     shapes
 }
+
+/// CoreDNS's settings for `cluster`: forwarding to two resolvers on clusters with a VIP,
+/// to none otherwise (both Corefile shapes get checked).
+pub fn dns(cluster: &Cluster) -> metalk8s_kubernetes::coredns::DnsSettings {
+    use metalk8s_kubernetes::coredns::{DnsSettings, Upstreams};
+    DnsSettings {
+        image_tag: "v1.14.2".to_owned(),
+        upstreams: if cluster.api_server_vip.is_some() {
+            Upstreams::Servers(vec![
+                "10.100.0.53".parse().unwrap(),
+                "10.100.1.53".parse().unwrap(),
+            ])
+        } else {
+            Upstreams::None
+        },
+    }
+}
