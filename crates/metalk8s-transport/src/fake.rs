@@ -40,6 +40,8 @@ pub struct Upload {
 pub enum Call {
     Run(Command),
     Upload(Upload),
+    /// A port forward to this remote address.
+    Forward(std::net::SocketAddr),
     Close,
 }
 
@@ -199,6 +201,16 @@ impl Host for RecordingHost {
             Some(respond) => respond(&upload),
             None => Ok(()),
         }
+    }
+
+    /// Recorded; the answer is `remote` itself, as on the local machine (a test that
+    /// needs a listener there starts one).
+    async fn forward(
+        &self,
+        remote: std::net::SocketAddr,
+    ) -> Result<std::net::SocketAddr, HostError> {
+        self.lock().push(Call::Forward(remote));
+        Ok(remote)
     }
 
     async fn close(&self) -> Result<(), HostError> {

@@ -29,6 +29,7 @@ mod stdio;
 
 pub mod fake;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -162,6 +163,18 @@ pub trait Host: Send + Sync {
         mode: u32,
         become_root: bool,
     ) -> Result<(), HostError>;
+
+    /// A TCP address on this machine (the one running metalk8s) that reaches `remote` as
+    /// the host sees it: `127.0.0.1:7443` on a control plane is its local API server
+    /// proxy. Over SSH it is a forwarded loopback port that lasts as long as the
+    /// connection; on the local machine, `remote` itself. This default has no way to
+    /// forward and says so.
+    async fn forward(&self, remote: SocketAddr) -> Result<SocketAddr, HostError> {
+        Err(HostError::Connection {
+            host: self.name().to_owned(),
+            source: format!("this connection cannot forward a port to {remote}").into(),
+        })
+    }
 
     /// Releases the connection, if the host has one; commands run afterwards fail.
     async fn close(&self) -> Result<(), HostError> {

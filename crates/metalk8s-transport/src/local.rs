@@ -164,6 +164,14 @@ impl Host for LocalHost {
         Ok(output)
     }
 
+    /// The local machine reaches `remote` itself.
+    async fn forward(
+        &self,
+        remote: std::net::SocketAddr,
+    ) -> Result<std::net::SocketAddr, HostError> {
+        Ok(remote)
+    }
+
     /// Path sections read here, shell sections (if any) in one script, in their order:
     /// shell sections only depend on each other. Not root: the reads would not be root's,
     /// so the whole script runs through sudo.

@@ -5,6 +5,7 @@
 //! handshake. Connection failures are read from ssh's own messages (OpenSSH 9) and turned
 //! into the [`HostError`] the operator can act on.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::{fmt, io};
 
 use async_trait::async_trait;
 use metalk8s_model::inventory::{Inventory, Node};
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Stdio};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::sync::Mutex;
@@ -364,6 +365,25 @@ impl Host for SshHost {
         become_root: bool,
     ) -> Result<(), HostError> {
         shell::upload_through(self, path, contents, mode, become_root).await
+    }
+
+    /// A loopback port of this machine, forwarded by the SSH master to `remote` on the
+    /// node. The port is picked free by binding it, then handed to ssh (another process
+    /// taking it in between makes ssh's request fail, and the error says so); the forward
+    /// lasts as long as the connection.
+    async fn forward(&self, remote: SocketAddr) -> Result<SocketAddr, HostError> {
+        let session = self.session().await?;
+        let local = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map_err(|error| connection_error(&self.target, error))?;
+        session
+            .request_port_forward(ForwardType::Local, local, remote)
+            .await
+            .map_err(|error| HostError::Connection {
+                host: self.target.name.clone(),
+                source: format!("forwarding {local} to {remote} on the node: {error}").into(),
+            })?;
+        Ok(local)
     }
 
     async fn close(&self) -> Result<(), HostError> {

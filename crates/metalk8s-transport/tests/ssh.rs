@@ -500,3 +500,42 @@ async fn reused_connections_outlive_the_host_and_log_in_once() {
         Err(HostError::AuthRefused { .. })
     ));
 }
+
+#[tokio::test]
+async fn forward_reaches_a_port_on_the_node_through_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server on the "node" (sshd runs here, so its loopback is ours): it answers each
+    // connection with what it received, upper-cased.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = server.accept().await {
+            let mut buffer = [0u8; 5];
+            if stream.read_exact(&mut buffer).await.is_ok() {
+                let _ = stream.write_all(&buffer.to_ascii_uppercase()).await;
+            }
+        }
+    });
+    let sshd = Sshd::start();
+    let host = connect(sshd.target("node1")).await;
+
+    let local = host.forward(remote).await.expect("forwards");
+    assert_ne!(local, remote, "a port of its own, forwarded by ssh");
+    assert!(local.ip().is_loopback());
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(local)
+            .await
+            .expect("connects");
+        stream.write_all(b"hello").await.unwrap();
+        let mut answer = [0u8; 5];
+        stream.read_exact(&mut answer).await.expect("an answer");
+        assert_eq!(&answer, b"HELLO");
+    }
+
+    host.close().await.unwrap();
+    let error = host
+        .forward(remote)
+        .await
+        .expect_err("no forward on a closed connection");
+    assert_eq!(error.host(), "node1");
+}
