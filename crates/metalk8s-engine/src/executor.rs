@@ -9,14 +9,14 @@ use std::time::Instant;
 use futures::StreamExt;
 use metalk8s_model::PhaseName;
 use metalk8s_model::inventory::API_VERSION;
-use metalk8s_model::plan::{HostPlan, Phase, Plan, Rollout};
+use metalk8s_model::plan::{HostPlan, ObjectSet, Phase, Plan, Rollout};
 use metalk8s_transport::Host;
 
 use crate::agent::{
     self, AgentBinary, AgentEvent, AgentRequest, Observation, ObserveRequest, PhaseSteps,
 };
 use crate::journal::{Entry, Interrupted, Journal, StepKey, fingerprint};
-use crate::report::{DeployReport, GateReport, HostReport, PhaseReport};
+use crate::report::{DeployReport, GateReport, HostReport, ObjectsReport, PhaseReport};
 use crate::runner::StepReport;
 use metalk8s_model::report::{StepOutcome, error_chain};
 
@@ -27,6 +27,7 @@ pub trait Progress: Send + Sync {
     fn step_finished(&self, node: &str, report: &StepReport);
     fn host_finished(&self, report: &HostReport);
     fn gate_checked(&self, _phase: PhaseName, _report: &GateReport) {}
+    fn objects_applied(&self, _phase: PhaseName, _report: &ObjectsReport) {}
 }
 
 /// A phase's health gate: after each batch of hosts finished without failure, the
@@ -36,6 +37,14 @@ pub trait Gate: Send + Sync {
     /// `None` when `phase` has no gate; else whether it passed and what was seen. `batch`
     /// names the hosts that just finished.
     async fn check(&self, phase: PhaseName, batch: &[String]) -> Option<GateOutcome>;
+}
+
+/// Puts a phase's Kubernetes objects into the cluster through its API (the binary's apply
+/// engine), or on a dry run tells what it would do. Never fails: a failure is the report's
+/// `error`, with its hint.
+#[async_trait::async_trait]
+pub trait ObjectApplier: Send + Sync {
+    async fn apply(&self, phase: PhaseName, set: &ObjectSet, dry_run: bool) -> ObjectsReport;
 }
 
 /// What a health gate saw.
@@ -88,6 +97,9 @@ pub struct Executor<'a> {
     pub progress: &'a dyn Progress,
     /// Not checked on a dry run (nothing changed).
     pub gate: Option<&'a dyn Gate>,
+    /// Applies the object sets of phases that have one; a phase with objects and no
+    /// applier fails.
+    pub objects: Option<&'a dyn ObjectApplier>,
     /// Observe every phase of each host in one agent round trip first; phases found
     /// converged on all their hosts are reported from that (no apply, no gate) until a
     /// phase changes something, after which every phase runs in full. A host that cannot
@@ -116,6 +128,7 @@ impl Executor<'_> {
                     completed: false,
                     hosts: Vec::new(),
                     gates: Vec::new(),
+                    objects: None,
                 });
                 continue;
             }
@@ -126,7 +139,10 @@ impl Executor<'_> {
                 .collect();
             let report = match seen {
                 Some(seen) if self.dry_run || (!changed && seen.iter().all(|o| o.converged())) => {
-                    self.observed_phase(phase, &seen)
+                    let report = self.observed_phase(phase, &seen);
+                    // Hosts converged; the objects are still asked about (an apply that
+                    // finds them as planned changes nothing), and only a change gates.
+                    self.finish_objects(phase, report, false).await
                 }
                 _ => self.run_phase(phase).await,
             };
@@ -134,7 +150,11 @@ impl Executor<'_> {
                 .hosts
                 .iter()
                 .flat_map(|host| &host.steps)
-                .any(|step| !matches!(step.outcome, StepOutcome::Unchanged));
+                .any(|step| !matches!(step.outcome, StepOutcome::Unchanged))
+                || report
+                    .objects
+                    .as_ref()
+                    .is_some_and(ObjectsReport::changed_anything);
             stopped = !report.completed;
             phases.push(report);
         }
@@ -222,7 +242,50 @@ impl Executor<'_> {
             completed: !hosts.iter().any(HostReport::failed),
             hosts,
             gates: Vec::new(),
+            objects: None,
         }
+    }
+
+    /// For a phase with objects whose hosts all finished: applies the objects, then runs
+    /// the phase's gate once over all its hosts (`always_gate`), or only when applying
+    /// changed something. A phase without objects, or one that already failed, is
+    /// returned as it is.
+    async fn finish_objects(
+        &self,
+        phase: &Phase,
+        mut report: PhaseReport,
+        always_gate: bool,
+    ) -> PhaseReport {
+        let Some(set) = &phase.objects else {
+            return report;
+        };
+        if !report.completed {
+            return report;
+        }
+        let objects = match self.objects {
+            Some(applier) => applier.apply(phase.name, set, self.dry_run).await,
+            None => ObjectsReport {
+                set: set.name.clone(),
+                error: Some("this run has no access to the cluster's API".to_owned()),
+                ..ObjectsReport::default()
+            },
+        };
+        self.progress.objects_applied(phase.name, &objects);
+        report.completed = !objects.failed();
+        let gate_now = report.completed && (always_gate || objects.changed_anything());
+        report.objects = Some(objects);
+        if gate_now {
+            let nodes: Vec<String> = phase.hosts.iter().map(|host| host.node.clone()).collect();
+            if let Some(gate) = self.gate.filter(|_| !self.dry_run)
+                && let Some(outcome) = gate.check(phase.name, &nodes).await
+            {
+                let gate_report = outcome.into_report(nodes);
+                self.progress.gate_checked(phase.name, &gate_report);
+                report.completed = gate_report.passed;
+                report.gates.push(gate_report);
+            }
+        }
+        report
     }
 
     async fn run_phase(&self, phase: &Phase) -> PhaseReport {
@@ -260,7 +323,10 @@ impl Executor<'_> {
                 break;
             }
             let batch_nodes: Vec<String> = batch.iter().map(|host| host.node.clone()).collect();
-            if let Some(gate) = self.gate.filter(|_| !self.dry_run)
+            // A phase with objects is gated once, after they are applied.
+            if let Some(gate) = self
+                .gate
+                .filter(|_| !self.dry_run && phase.objects.is_none())
                 && let Some(outcome) = gate.check(phase.name, &batch_nodes).await
             {
                 let report = outcome.into_report(batch_nodes);
@@ -280,12 +346,14 @@ impl Executor<'_> {
             .map(|(index, host)| (host.node.as_str(), index))
             .collect();
         hosts.sort_by_key(|h| order.get(h.node.as_str()).copied());
-        PhaseReport {
+        let report = PhaseReport {
             name: phase.name,
             completed,
             hosts,
             gates,
-        }
+            objects: None,
+        };
+        self.finish_objects(phase, report, true).await
     }
 
     async fn run_host(&self, phase: &str, host_plan: &HostPlan) -> HostReport {
@@ -483,6 +551,7 @@ mod tests {
             name,
             rollout,
             hosts: nodes.iter().map(|n| host_plan(n)).collect(),
+            objects: None,
         };
         Plan {
             api_version: API_VERSION.to_owned(),
@@ -506,20 +575,190 @@ mod tests {
         seen: &Seen,
         gate: Option<&dyn Gate>,
     ) -> DeployReport {
+        execute_with_objects(hosts, plan, seen, gate, None, false).await
+    }
+
+    async fn execute_with_objects(
+        hosts: BTreeMap<String, Arc<dyn Host>>,
+        plan: &Plan,
+        seen: &Seen,
+        gate: Option<&dyn Gate>,
+        objects: Option<&dyn ObjectApplier>,
+        dry_run: bool,
+    ) -> DeployReport {
         let binary = AgentBinary::from_bytes(b"agent".to_vec());
         let executor = Executor {
             hosts: &hosts,
             binary: &binary,
             parallelism: 4,
-            dry_run: false,
+            dry_run,
             run: "r1".to_owned(),
             journal: None,
             interrupted: None,
             progress: seen,
             gate,
+            objects,
             observe_first: false,
         };
         executor.execute(plan).await
+    }
+
+    /// Answers every apply with `report` (its set name filled in), recording each call
+    /// with the number of gate checks made before it.
+    struct ScriptedApplier {
+        report: ObjectsReport,
+        gate: Arc<CountingGate>,
+        calls: Mutex<Vec<(PhaseName, usize, bool, usize)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectApplier for ScriptedApplier {
+        async fn apply(&self, phase: PhaseName, set: &ObjectSet, dry_run: bool) -> ObjectsReport {
+            let checks = *self.gate.checks.lock().unwrap();
+            self.calls
+                .lock()
+                .unwrap()
+                .push((phase, set.objects.len(), dry_run, checks));
+            ObjectsReport {
+                set: set.name.clone(),
+                ..self.report.clone()
+            }
+        }
+    }
+
+    fn with_objects(mut plan: Plan) -> Plan {
+        plan.phases[0].objects = Some(ObjectSet {
+            name: "metalk8s-test".to_owned(),
+            objects: vec![
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}),
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}),
+            ],
+        });
+        plan
+    }
+
+    #[tokio::test]
+    async fn objects_are_applied_once_every_host_is_done_and_the_gate_runs_once_after_them() {
+        let hosts: BTreeMap<String, Arc<dyn Host>> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| ((*n).to_owned(), node(n, StepOutcome::Unchanged)))
+            .collect();
+        let gate = Arc::new(CountingGate::passing());
+        let applier = ScriptedApplier {
+            report: ObjectsReport {
+                created: vec!["Namespace a".to_owned()],
+                unchanged: 1,
+                ..ObjectsReport::default()
+            },
+            gate: Arc::clone(&gate),
+            calls: Mutex::new(Vec::new()),
+        };
+        let seen = Seen::default();
+        let plan = with_objects(plan(Rollout::Batches { size: 1 }, &["n1", "n2", "n3"]));
+        let report = execute_with_objects(
+            hosts,
+            &plan,
+            &seen,
+            Some(gate.as_ref()),
+            Some(&applier),
+            false,
+        )
+        .await;
+        assert!(report.succeeded);
+        let phase = &report.phases[0];
+        assert_eq!(phase.hosts.len(), 3);
+        assert_eq!(
+            *applier.calls.lock().unwrap(),
+            [(PhaseName::Os, 2, false, 0)],
+            "applied once, before any gate check"
+        );
+        assert_eq!(phase.gates.len(), 1, "one gate, after the objects");
+        assert_eq!(phase.gates[0].after, ["n1", "n2", "n3"]);
+        let objects = phase.objects.as_ref().unwrap();
+        assert_eq!(objects.set, "metalk8s-test");
+        assert_eq!(objects.created, ["Namespace a"]);
+    }
+
+    #[tokio::test]
+    async fn objects_that_fail_stop_the_run_before_the_gate_and_later_phases() {
+        let hosts: BTreeMap<String, Arc<dyn Host>> =
+            [("n1".to_owned(), node("n1", StepOutcome::Unchanged))]
+                .into_iter()
+                .collect();
+        let gate = Arc::new(CountingGate::passing());
+        let applier = ScriptedApplier {
+            report: ObjectsReport {
+                error: Some("DaemonSet kube-system/calico-node: 0/1 ready after 300 s".to_owned()),
+                hint: Some("see the pod's events".to_owned()),
+                ..ObjectsReport::default()
+            },
+            gate: Arc::clone(&gate),
+            calls: Mutex::new(Vec::new()),
+        };
+        let seen = Seen::default();
+        let plan = with_objects(plan(Rollout::Parallel, &["n1"]));
+        let report = execute_with_objects(
+            hosts,
+            &plan,
+            &seen,
+            Some(gate.as_ref()),
+            Some(&applier),
+            false,
+        )
+        .await;
+        assert!(!report.succeeded);
+        assert!(!report.phases[0].completed);
+        assert!(
+            report.phases[0].gates.is_empty(),
+            "no gate after a failed apply"
+        );
+        assert_eq!(*gate.checks.lock().unwrap(), 0);
+        assert!(report.phases[1].hosts.is_empty(), "no later phase");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_asks_the_applier_what_it_would_do_and_a_missing_applier_fails() {
+        let hosts = || -> BTreeMap<String, Arc<dyn Host>> {
+            [("n1".to_owned(), node("n1", StepOutcome::Unchanged))]
+                .into_iter()
+                .collect()
+        };
+        let gate = Arc::new(CountingGate::passing());
+        let applier = ScriptedApplier {
+            report: ObjectsReport {
+                offline: true,
+                created: vec!["Namespace a".to_owned(), "Namespace b".to_owned()],
+                ..ObjectsReport::default()
+            },
+            gate: Arc::clone(&gate),
+            calls: Mutex::new(Vec::new()),
+        };
+        let seen = Seen::default();
+        let plan = with_objects(plan(Rollout::Parallel, &["n1"]));
+        let report = execute_with_objects(
+            hosts(),
+            &plan,
+            &seen,
+            Some(gate.as_ref()),
+            Some(&applier),
+            true,
+        )
+        .await;
+        assert!(report.succeeded);
+        assert!(applier.calls.lock().unwrap()[0].2, "asked as a dry run");
+        assert!(report.phases[0].objects.as_ref().unwrap().offline);
+        assert_eq!(*gate.checks.lock().unwrap(), 0, "no gate on a dry run");
+
+        let report = execute_with_objects(hosts(), &plan, &seen, None, None, false).await;
+        assert!(!report.succeeded);
+        let objects = report.phases[0].objects.as_ref().unwrap();
+        assert!(
+            objects
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("no access to the cluster's API")
+        );
     }
 
     /// Passes its first `passes` checks of phase `os`, then fails; no other phase is gated.
@@ -789,6 +1028,23 @@ mod tests {
         n2: &Arc<RecordingHost>,
         gate: &dyn Gate,
     ) -> DeployReport {
+        execute_observing_objects(
+            n1,
+            n2,
+            gate,
+            None,
+            plan(Rollout::Batches { size: 1 }, &["n1", "n2"]),
+        )
+        .await
+    }
+
+    async fn execute_observing_objects(
+        n1: &Arc<RecordingHost>,
+        n2: &Arc<RecordingHost>,
+        gate: &dyn Gate,
+        objects: Option<&dyn ObjectApplier>,
+        plan: Plan,
+    ) -> DeployReport {
         let hosts: BTreeMap<String, Arc<dyn Host>> = [
             ("n1".to_owned(), n1.clone() as Arc<dyn Host>),
             ("n2".to_owned(), n2.clone() as Arc<dyn Host>),
@@ -807,11 +1063,41 @@ mod tests {
             interrupted: None,
             progress: &seen,
             gate: Some(gate),
+            objects,
             observe_first: true,
         };
-        executor
-            .execute(&plan(Rollout::Batches { size: 1 }, &["n1", "n2"]))
-            .await
+        executor.execute(&plan).await
+    }
+
+    #[tokio::test]
+    async fn converged_hosts_still_have_their_objects_applied_and_only_a_change_is_gated() {
+        for (created, gated) in [(Vec::new(), 0), (vec!["Namespace a".to_owned()], 1)] {
+            let n1 = observed_node("n1", StepOutcome::Unchanged, StepOutcome::Unchanged);
+            let n2 = observed_node("n2", StepOutcome::Unchanged, StepOutcome::Unchanged);
+            let gate = Arc::new(CountingGate::passing());
+            let applier = ScriptedApplier {
+                report: ObjectsReport {
+                    created: created.clone(),
+                    unchanged: 2 - created.len(),
+                    ..ObjectsReport::default()
+                },
+                gate: Arc::clone(&gate),
+                calls: Mutex::new(Vec::new()),
+            };
+            let plan = with_objects(plan(Rollout::Batches { size: 1 }, &["n1", "n2"]));
+            let report =
+                execute_observing_objects(&n1, &n2, gate.as_ref(), Some(&applier), plan).await;
+            assert!(report.succeeded);
+            // The os phase's hosts were converged; once its objects changed something,
+            // the next phase runs in full.
+            assert_eq!(count(&n1, "agent apply"), gated, "created: {created:?}");
+            assert_eq!(
+                applier.calls.lock().unwrap().len(),
+                1,
+                "objects asked about"
+            );
+            assert_eq!(*gate.checks.lock().unwrap(), gated, "created: {created:?}");
+        }
     }
 
     fn count(host: &RecordingHost, part: &str) -> usize {

@@ -29,6 +29,47 @@ pub struct PhaseReport {
     /// The health checks run after each batch of hosts, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateReport>,
+    /// What became of the phase's Kubernetes objects, when it has some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectsReport>,
+}
+
+/// What applying a phase's object set did (or, on a dry run, would do). Objects are named
+/// `Kind namespace/name`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectsReport {
+    /// The set's name.
+    pub set: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// How many objects were already as planned.
+    pub unchanged: usize,
+    /// Objects of the set that the plan no longer holds, deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
+    /// A dry run without an API to ask: every object is listed as `created` (would be
+    /// applied) and nothing as pruned, since the cluster's side is unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
+    /// Why the set could not be applied (or its rollouts did not finish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ObjectsReport {
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Whether anything in the cluster was (or would be) created, changed or deleted.
+    pub fn changed_anything(&self) -> bool {
+        !(self.created.is_empty() && self.changed.is_empty() && self.pruned.is_empty())
+    }
 }
 
 /// One health check of a phase's service (the etcd cluster after a member changed).

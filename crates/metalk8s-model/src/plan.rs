@@ -39,6 +39,23 @@ impl Plan {
                 file.content = format!("(secret, {} bytes, not shown)", file.content.len());
             }
         }
+        // A Secret's values, as a secret file's content.
+        for object in plan
+            .phases
+            .iter_mut()
+            .filter_map(|phase| phase.objects.as_mut())
+            .flat_map(|set| &mut set.objects)
+            .filter(|object| object["kind"] == "Secret")
+        {
+            for field in ["data", "stringData"] {
+                if let Some(values) = object.get_mut(field).and_then(|v| v.as_object_mut()) {
+                    for value in values.values_mut() {
+                        let length = value.as_str().map_or(0, str::len);
+                        *value = format!("(secret, {length} bytes, not shown)").into();
+                    }
+                }
+            }
+        }
         plan
     }
 }
@@ -51,6 +68,41 @@ pub struct Phase {
     pub name: PhaseName,
     pub rollout: Rollout,
     pub hosts: Vec<HostPlan>,
+    /// Kubernetes objects the phase puts into the cluster through its API once every
+    /// host of the phase is done, before the phase's health gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectSet>,
+}
+
+/// Kubernetes objects applied together and tracked as one set: each carries the set's
+/// name, so that an object a later plan no longer holds is deleted (pruned), and nothing
+/// outside the set ever is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectSet {
+    /// The set's name, unique in the cluster (`metalk8s-networking`).
+    pub name: String,
+    /// Whole objects (`apiVersion`, `kind`, `metadata.name`, the namespace of namespaced
+    /// ones), in any order: the apply engine orders them.
+    pub objects: Vec<serde_json::Value>,
+}
+
+impl ObjectSet {
+    /// `Kind namespace/name` (or `Kind name`) of each object, in plan order: what plans
+    /// and reports show instead of whole objects.
+    pub fn names(&self) -> Vec<String> {
+        self.objects.iter().map(object_name).collect()
+    }
+}
+
+/// `Kind namespace/name`, or `Kind name` for a cluster-scoped object.
+pub fn object_name(object: &serde_json::Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or("?");
+    let name = object["metadata"]["name"].as_str().unwrap_or("?");
+    match object["metadata"]["namespace"].as_str() {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    }
 }
 
 /// How hosts go through a phase.
@@ -394,6 +446,36 @@ mod tests {
     }
 
     #[test]
+    fn a_redacted_plan_hides_the_values_of_secret_objects_only() {
+        let objects = ObjectSet {
+            name: "metalk8s-test".to_owned(),
+            objects: vec![
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "ns"}, "data": {"key": "c2VjcmV0"}}),
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}, "data": {"key": "plain"}}),
+            ],
+        };
+        let plan = Plan {
+            api_version: "metalk8s.io/v1alpha1".to_owned(),
+            kind: PLAN_KIND.to_owned(),
+            cluster: "lab".to_owned(),
+            phases: vec![Phase {
+                name: PhaseName::Kubernetes,
+                rollout: Rollout::Parallel,
+                hosts: Vec::new(),
+                objects: Some(objects),
+            }],
+        };
+        let shown = plan.redacted();
+        let set = shown.phases[0].objects.as_ref().unwrap();
+        assert_eq!(
+            set.objects[0]["data"]["key"],
+            "(secret, 8 bytes, not shown)"
+        );
+        assert_eq!(set.objects[1]["data"]["key"], "plain");
+        assert_eq!(set.names(), ["Secret ns/s", "ConfigMap ns/c"]);
+    }
+
+    #[test]
     fn a_redacted_plan_hides_secret_content_only() {
         let plan = Plan {
             api_version: "metalk8s.io/v1alpha1".to_owned(),
@@ -406,6 +488,7 @@ mod tests {
                     node: "node1".to_owned(),
                     steps: vec![file("/k.key", true), file("/c.crt", false)],
                 }],
+                objects: None,
             }],
         };
         let shown = serde_json::to_string(&plan.redacted()).unwrap();

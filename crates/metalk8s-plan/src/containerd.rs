@@ -60,6 +60,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
         name: PhaseName::Containerd,
         rollout: Rollout::Parallel,
         hosts,
+        objects: None,
     })
 }
 

@@ -70,6 +70,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
             Rollout::Parallel
         },
         hosts,
+        objects: None,
     })
 }
 

@@ -128,6 +128,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
             name: PhaseName::Kubernetes,
             rollout: Rollout::Parallel,
             hosts: Vec::new(),
+            objects: None,
         });
     };
     if bundle.kubernetes_version.is_none() {
@@ -135,6 +136,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
             name: PhaseName::Kubernetes,
             rollout: Rollout::Parallel,
             hosts: Vec::new(),
+            objects: None,
         });
     }
     for node in &cluster.nodes {
@@ -169,6 +171,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
             count: control_planes.len() as u32,
         },
         hosts,
+        objects: None,
     })
 }
 

@@ -60,6 +60,7 @@ pub(crate) fn phase(cluster: &Cluster, inputs: &Inputs) -> Result<Phase, PlanErr
         name: PhaseName::Repository,
         rollout: Rollout::FirstAlone,
         hosts,
+        objects: None,
     })
 }
 

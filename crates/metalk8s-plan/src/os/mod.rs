@@ -69,6 +69,7 @@ pub(crate) fn phase(cluster: &Cluster, _inputs: &crate::Inputs) -> Result<Phase,
         name: PhaseName::Os,
         rollout: Rollout::Parallel,
         hosts,
+        objects: None,
     })
 }
 

@@ -223,6 +223,7 @@ mod tests {
                         duration_ms: 1500,
                     }],
                     gates: Vec::new(),
+                    objects: None,
                 },
                 PhaseReport {
                     name: PhaseName::Etcd,
@@ -244,12 +245,14 @@ mod tests {
                         summary: "etcd is not healthy after 180 s: node2 unhealthy".to_owned(),
                         hint: Some("`metalk8s etcd status` shows each member".to_owned()),
                     }],
+                    objects: None,
                 },
                 PhaseReport {
                     name: PhaseName::Containerd,
                     completed: false,
                     hosts: Vec::new(),
                     gates: Vec::new(),
+                    objects: None,
                 },
             ],
         };

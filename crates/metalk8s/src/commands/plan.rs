@@ -106,16 +106,19 @@ mod tests {
                         host("node1", &["swap", "packages"]),
                         host("node2", &["swap"]),
                     ],
+                    objects: None,
                 },
                 Phase {
                     name: PhaseName::Repository,
                     rollout: Rollout::FirstAlone,
                     hosts: Vec::new(),
+                    objects: None,
                 },
                 Phase {
                     name: PhaseName::Etcd,
                     rollout: Rollout::Batches { size: 1 },
                     hosts: vec![host("node1", &["service/etcd"])],
+                    objects: None,
                 },
             ],
         };

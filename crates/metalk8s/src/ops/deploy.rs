@@ -371,6 +371,7 @@ fn executor<'a>(
         progress,
         gate: None,
         observe_first: true,
+        objects: None,
     }
 }
 
@@ -399,6 +400,7 @@ mod tests {
                     watch: Vec::new(),
                 }],
             }],
+            objects: None,
         }
     }
 
