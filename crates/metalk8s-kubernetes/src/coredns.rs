@@ -83,7 +83,7 @@ pub fn corefile(cluster: &Cluster, upstreams: &Upstreams) -> String {
                 servers.join(" ")
             )
         }
-        _ => String::new(),
+        _ => "    # No upstream resolver: neither the inventory (networks.nameservers) nor the\n    # nodes' /etc/resolv.conf names one, so names outside the cluster do not resolve.\n".to_owned(),
     };
     format!(
         "\
@@ -344,7 +344,8 @@ mod tests {
             "{with}"
         );
         let without = corefile(&cluster, &Upstreams::None);
-        assert!(!without.contains("forward"), "{without}");
+        assert!(!without.contains("    forward "), "{without}");
+        assert!(without.contains("# No upstream resolver"), "{without}");
         assert!(without.contains("kubernetes cluster.local in-addr.arpa ip6.arpa {"));
         assert_eq!(
             corefile(&cluster, &Upstreams::Servers(Vec::new())),

@@ -33,6 +33,9 @@ pub struct Facts {
     pub resolved: BTreeMap<String, Vec<IpAddr>>,
     /// Block devices asked about, by the path given in the inventory.
     pub devices: BTreeMap<String, DeviceFacts>,
+    /// The resolvers of the node's /etc/resolv.conf, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<IpAddr>,
     /// What kubeadm has already done on the node.
     #[serde(default)]
     pub kubernetes: KubernetesFacts,

@@ -263,21 +263,37 @@ pub(crate) fn kubernetes_version(
 }
 
 /// CoreDNS's image from the bundle (checked present by [`require_kubernetes_bundle`]) and
-/// its upstream resolvers: the inventory's `networks.nameservers`, else none.
-fn dns_settings(cluster: &Cluster, bundle: &StagedBundle) -> coredns::DnsSettings {
+/// its upstream resolvers: the inventory's `networks.nameservers`, else those of the
+/// resolv.conf of the nodes CoreDNS runs on (in node order, each once; loopback
+/// addresses left out: inside a pod they would be CoreDNS itself), else none.
+fn dns_settings(
+    cluster: &Cluster,
+    k8s: &k8s::Cluster,
+    bundle: &StagedBundle,
+) -> coredns::DnsSettings {
     let image_tag = bundle
         .images
         .iter()
         .find(|image| image.name == coredns::IMAGE)
         .map(|image| image.tag.clone())
         .unwrap_or_default();
-    let nameservers = &cluster.inventory.networks.nameservers;
+    let mut nameservers = cluster.inventory.networks.nameservers.clone();
+    if nameservers.is_empty() {
+        let role = coredns::placement_role(k8s);
+        for node in cluster.nodes.iter().filter(|node| node.node.has_role(role)) {
+            for address in &node.facts.nameservers {
+                if !address.is_loopback() && !nameservers.contains(address) {
+                    nameservers.push(*address);
+                }
+            }
+        }
+    }
     coredns::DnsSettings {
         image_tag,
         upstreams: if nameservers.is_empty() {
             coredns::Upstreams::None
         } else {
-            coredns::Upstreams::Servers(nameservers.clone())
+            coredns::Upstreams::Servers(nameservers)
         },
     }
 }
@@ -484,7 +500,7 @@ fn host_plan(
     let objects = if control_plane {
         steps.add(directory("/etc/kubernetes/metalk8s", 0o755, "root"));
         let objects =
-            metalk8s_kubernetes::objects::cluster_objects(k8s, &dns_settings(cluster, bundle))
+            metalk8s_kubernetes::objects::cluster_objects(k8s, &dns_settings(cluster, k8s, bundle))
                 .map_err(PlanError::kubernetes)?;
         Some(steps.add(file(
             CLUSTER_OBJECTS,

@@ -583,6 +583,7 @@ mod tests {
                 process: Some("sshd".into()),
             }],
             packages: BTreeMap::new(),
+            nameservers: Vec::new(),
             resolved: (1..=3)
                 .map(|i| {
                     (

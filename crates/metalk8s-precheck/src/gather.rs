@@ -59,6 +59,11 @@ fn kubernetes_section() -> String {
         marker = metalk8s_model::facts::KUBEADM_DONE_MARKER
     )
 }
+
+/// The resolvers of the node's /etc/resolv.conf ([`metalk8s_model::facts::Facts::nameservers`]).
+const NAMESERVERS_SECTION: &str =
+    "echo @@nameservers; awk '$1 == \"nameserver\" {print $2}' /etc/resolv.conf 2>/dev/null\n";
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatherError {
     #[error(transparent)]
@@ -76,7 +81,10 @@ pub enum GatherError {
 /// The script run on each host. It only reads; it needs root for `ss -p` and `blkid -p`.
 pub fn gather_script(request: &GatherRequest) -> String {
     if request.planning_only {
-        return format!("{PLANNING_SCRIPT}{}echo @@end\n", kubernetes_section());
+        return format!(
+            "{PLANNING_SCRIPT}{NAMESERVERS_SECTION}{}echo @@end\n",
+            kubernetes_section()
+        );
     }
     let mut script = String::from(
         r#"export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -97,6 +105,7 @@ fi
 "#,
     );
     script = script.replace("__PACKAGES__", &CONFLICTING_PACKAGES.join(" "));
+    script.push_str(NAMESERVERS_SECTION);
     script.push_str(&kubernetes_section());
     for name in &request.names {
         let quoted = quote(name);
@@ -158,6 +167,7 @@ pub fn parse_facts(output: &str) -> Result<Facts, String> {
             "kubernetes" => {
                 facts.kubernetes.joined = lines.contains(&"joined");
             }
+            "nameservers" => facts.nameservers = parse_nameservers(&lines),
             "resolve" => {
                 let addresses = lines.iter().filter_map(|l| l.trim().parse().ok()).collect();
                 facts.resolved.insert(unquote(argument), addresses);
@@ -171,6 +181,15 @@ pub fn parse_facts(output: &str) -> Result<Facts, String> {
         }
     }
     Ok(facts)
+}
+
+/// The addresses of resolv.conf's `nameserver` lines, in order; a link-local IPv6
+/// address's `%zone` is dropped, anything else unreadable is skipped.
+fn parse_nameservers(lines: &[&str]) -> Vec<IpAddr> {
+    lines
+        .iter()
+        .filter_map(|line| line.trim().split('%').next()?.parse().ok())
+        .collect()
 }
 
 /// Section arguments are echoed by the shell, so they arrive already unquoted.
@@ -401,6 +420,10 @@ size 2147483648
 lsblk /dev/vdc 
 lsblk /dev/vdc1 /mnt/data
 @@device /dev/vdz
+@@nameservers
+10.0.0.53
+fe80::1%eth0
+not-an-address
 @@kubernetes
 joined
 @@end
@@ -417,6 +440,8 @@ joined
         assert_eq!(facts.memory_bytes, 8039000 * 1024);
         assert_eq!(facts.swap_bytes, 1048572 * 1024);
         assert_eq!(facts.var_free_bytes, 39129128960);
+        let nameservers: Vec<String> = facts.nameservers.iter().map(ToString::to_string).collect();
+        assert_eq!(nameservers, ["10.0.0.53", "fe80::1"]);
         assert_eq!(facts.addresses.len(), 3);
         assert_eq!(facts.addresses[1].interface, "eth0");
         assert_eq!(facts.addresses[1].address.to_string(), "172.30.1.11");
