@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metalk8s_engine::executor::Progress;
-use metalk8s_engine::report::{GateReport, HostReport};
+use metalk8s_engine::report::{GateReport, HostReport, ObjectsReport};
 use metalk8s_engine::runner::StepReport;
 use metalk8s_model::PhaseName;
 use metalk8s_model::plan::Phase;
@@ -136,6 +136,28 @@ impl Progress for DeployProgress {
         if let Some(hint) = &report.hint {
             line.push_str(&format!("\n  hint: {hint}"));
         }
+        self.println(line);
+    }
+
+    fn objects_applied(&self, phase: PhaseName, report: &ObjectsReport) {
+        let line = match &report.error {
+            Some(error) => format!("phase {phase}: objects {}: FAILED: {error}", report.set),
+            None => format!(
+                "phase {phase}: objects {}: {} created, {} changed, {} unchanged, {} pruned",
+                report.set,
+                report.created.len(),
+                report.changed.len(),
+                report.unchanged,
+                report.pruned.len()
+            ),
+        };
+        self.println(line);
+    }
+}
+
+impl DeployProgress {
+    /// A line above the progress bars (or on stderr without them).
+    fn println(&self, line: String) {
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(line);

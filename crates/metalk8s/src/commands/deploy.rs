@@ -2,7 +2,7 @@ use std::fmt::Write;
 use std::process::ExitCode;
 
 use comfy_table::Cell;
-use metalk8s_engine::report::DeployReport;
+use metalk8s_engine::report::{DeployReport, ObjectsReport};
 use metalk8s_model::report::StepOutcome;
 
 use crate::cli::DeployArgs;
@@ -95,6 +95,9 @@ fn render_report(report: &DeployReport) -> String {
                 render_step(&mut out, &host.node, phase.name.as_str(), step);
             }
         }
+        if let Some(objects) = &phase.objects {
+            render_objects(&mut out, phase.name.as_str(), objects, report.dry_run);
+        }
     }
     let verb = if report.dry_run {
         "would change"
@@ -121,11 +124,16 @@ fn render_report(report: &DeployReport) -> String {
         .map(|p| p.name.as_str())
         .collect();
     if report.succeeded {
+        let (steps, objects) = count_changed(report);
+        let objects = if report.phases.iter().any(|p| p.objects.is_some()) {
+            format!(" and {objects} objects")
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "run {}: done ({} steps {verb} in total)",
+            "run {}: done ({steps} steps{objects} {verb} in total)",
             report.run,
-            count_changed(report)
         )
         .unwrap();
     } else {
@@ -140,13 +148,63 @@ fn render_report(report: &DeployReport) -> String {
     out
 }
 
-fn count_changed(report: &DeployReport) -> usize {
-    report
+/// Steps and Kubernetes objects changed (or that would change).
+fn count_changed(report: &DeployReport) -> (usize, usize) {
+    let steps: usize = report
         .phases
         .iter()
         .flat_map(|p| &p.hosts)
         .map(|h| h.tally().changed)
-        .sum()
+        .sum();
+    let objects: usize = report
+        .phases
+        .iter()
+        .filter_map(|p| p.objects.as_ref())
+        .map(|o| o.created.len() + o.changed.len() + o.pruned.len())
+        .sum();
+    (steps, objects)
+}
+
+/// A phase's object set: the counts, then each object created, changed or pruned, or why
+/// it could not be applied.
+fn render_objects(out: &mut String, phase: &str, objects: &ObjectsReport, dry_run: bool) {
+    let (created, changed, pruned) = if dry_run {
+        ("to apply", "to change", "to prune")
+    } else {
+        ("created", "changed", "pruned")
+    };
+    writeln!(
+        out,
+        "[{phase}] objects {}: {} {created}, {} {changed}, {} unchanged, {} {pruned}",
+        objects.set,
+        objects.created.len(),
+        objects.changed.len(),
+        objects.unchanged,
+        objects.pruned.len()
+    )
+    .unwrap();
+    if objects.offline {
+        writeln!(
+            out,
+            "  the cluster's API did not answer: every object is listed as to apply, and what would be pruned is unknown"
+        )
+        .unwrap();
+    }
+    for (verb, names) in [
+        (created, &objects.created),
+        (changed, &objects.changed),
+        (pruned, &objects.pruned),
+    ] {
+        for name in names {
+            writeln!(out, "  {verb}: {name}").unwrap();
+        }
+    }
+    if let Some(error) = &objects.error {
+        writeln!(out, "[{phase}] objects {} FAILED: {error}", objects.set).unwrap();
+        if let Some(hint) = &objects.hint {
+            writeln!(out, "  hint: {hint}").unwrap();
+        }
+    }
 }
 
 fn render_step(
@@ -257,5 +315,53 @@ mod tests {
             ],
         };
         insta::assert_snapshot!(render_report(&report));
+    }
+
+    #[test]
+    fn the_report_shows_each_object_created_changed_or_pruned_and_a_failed_set() {
+        let phase = |objects: ObjectsReport| PhaseReport {
+            name: PhaseName::Kubernetes,
+            completed: objects.error.is_none(),
+            hosts: Vec::new(),
+            gates: Vec::new(),
+            objects: Some(objects),
+        };
+        let report = |dry_run: bool, objects: ObjectsReport| DeployReport {
+            api_version: "metalk8s.io/v1alpha1".to_owned(),
+            kind: "DeployReport".to_owned(),
+            run: "20261205-021500-42".to_owned(),
+            dry_run,
+            resumed_from: None,
+            succeeded: objects.error.is_none(),
+            phases: vec![phase(objects)],
+        };
+        let applied = ObjectsReport {
+            set: "metalk8s-test".to_owned(),
+            created: vec!["Namespace calico-system".to_owned()],
+            changed: vec!["DaemonSet kube-system/calico-node".to_owned()],
+            unchanged: 40,
+            pruned: vec!["ConfigMap kube-system/old".to_owned()],
+            ..ObjectsReport::default()
+        };
+        let offline = ObjectsReport {
+            set: "metalk8s-test".to_owned(),
+            created: vec!["Namespace calico-system".to_owned()],
+            offline: true,
+            ..ObjectsReport::default()
+        };
+        let failed = ObjectsReport {
+            set: "metalk8s-test".to_owned(),
+            error: Some(
+                "DaemonSet kube-system/calico-node: 1 of 3 pods ready after 300 s".to_owned(),
+            ),
+            hint: Some("`kubectl -n kube-system describe pod calico-node-x2x9q`".to_owned()),
+            ..ObjectsReport::default()
+        };
+        insta::assert_snapshot!(format!(
+            "{}\n{}\n{}",
+            render_report(&report(false, applied)),
+            render_report(&report(true, offline)),
+            render_report(&report(false, failed))
+        ));
     }
 }
