@@ -73,6 +73,9 @@ pub enum HealthGate {
     /// Every control plane of the batch answers `/readyz` through its local API server
     /// proxy, and every node of the batch is registered with the cluster.
     KubernetesNodes,
+    /// Every Kubernetes node of the inventory is `Ready` (its kubelet sees a pod network)
+    /// and the cluster DNS has all its replicas available.
+    PodNetwork,
 }
 
 /// The unit of `phase`.

@@ -207,6 +207,16 @@ pub async fn deploy(
                 .map(|node| node.name.clone())
                 .collect(),
             node_api: &node_api,
+            kubernetes_nodes: inventory
+                .nodes
+                .iter()
+                .filter(|node| {
+                    [Role::ControlPlane, Role::Worker, Role::Infra]
+                        .iter()
+                        .any(|role| node.has_role(*role))
+                })
+                .map(|node| node.name.clone())
+                .collect(),
             clock: &SystemClock,
         };
         let mut executor = executor(

@@ -42,6 +42,9 @@ pub struct DeployGates<'a> {
     /// What the `kubernetes` gate applies and approves for each node once it has
     /// registered (every node of the inventory, when that phase is planned).
     pub node_api: &'a [NodeApi],
+    /// The inventory's Kubernetes nodes (control planes, workers, infra nodes): the pod
+    /// network gate waits for each to be `Ready`.
+    pub kubernetes_nodes: Vec<String>,
     pub clock: &'a dyn Clock,
 }
 
@@ -54,6 +57,7 @@ impl Gate for DeployGates<'_> {
             HealthGate::EtcdHealthy => Some(self.etcd_healthy().await),
             HealthGate::ContainerdAnswers => Some(self.containerd_answers(batch).await),
             HealthGate::KubernetesNodes => Some(self.kubernetes_nodes(batch).await),
+            HealthGate::PodNetwork => Some(self.pod_network().await),
         }
     }
 }
@@ -294,6 +298,80 @@ impl DeployGates<'_> {
             Err(failed) => return failed,
         }
         GateOutcome::Passed(done.join("; "))
+    }
+
+    /// Every Kubernetes node `Ready`, then CoreDNS's replicas all available: the pod
+    /// network works on every node and pods reach the API and each other.
+    async fn pod_network(&self) -> GateOutcome {
+        let Some((asked, host)) = self
+            .control_planes
+            .iter()
+            .find_map(|node| Some((node, self.hosts.get(node)?)))
+        else {
+            return GateOutcome::failed(
+                "no control-plane node to ask",
+                "give at least one node the `control-plane` role",
+            );
+        };
+        let nodes = kubectl("get nodes -o json");
+        let ready = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
+            let output = host
+                .run(&nodes)
+                .await
+                .map_err(|error| error_chain(&error))?;
+            if !output.success() {
+                return Err(first_line(&output.stderr_text(), &output.stdout_text()));
+            }
+            let waiting = not_ready(&output.stdout_text(), &self.kubernetes_nodes)?;
+            if waiting.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not Ready: {}", waiting.join(", ")))
+            }
+        })
+        .await;
+        if let Err(problem) = ready {
+            return GateOutcome::failed(
+                format!(
+                    "nodes are not Ready after {} s (asked {asked}): {problem}",
+                    KUBERNETES_PATIENCE.timeout.as_secs()
+                ),
+                format!(
+                    "on {asked}: `kubectl -n kube-system get pods -o wide -l k8s-app=calico-node` shows the pod network's agent on each node, `kubectl describe node NODE` why a node is not Ready"
+                ),
+            );
+        }
+        let coredns = kubectl(&format!(
+            "-n {} get deployment {} -o json",
+            metalk8s_kubernetes::coredns::NAMESPACE,
+            metalk8s_kubernetes::coredns::NAME
+        ));
+        let available = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
+            let output = host
+                .run(&coredns)
+                .await
+                .map_err(|error| error_chain(&error))?;
+            if !output.success() {
+                return Err(first_line(&output.stderr_text(), &output.stdout_text()));
+            }
+            deployment_available(&output.stdout_text())
+        })
+        .await;
+        match available {
+            Ok(replicas) => GateOutcome::Passed(format!(
+                "Ready: {}; CoreDNS {replicas} available",
+                self.kubernetes_nodes.join(", ")
+            )),
+            Err(problem) => GateOutcome::failed(
+                format!(
+                    "the cluster DNS is not available after {} s (asked {asked}): {problem}",
+                    KUBERNETES_PATIENCE.timeout.as_secs()
+                ),
+                format!(
+                    "on {asked}: `kubectl -n kube-system get pods -o wide -l k8s-app=kube-dns` and `kubectl -n kube-system describe pod POD` say where CoreDNS runs and why it is not ready"
+                ),
+            ),
+        }
     }
 
     /// Server-side applies each node's labels and taints (field manager `metalk8s`, taking
@@ -576,6 +654,55 @@ fn pending_serving_requests(json: &str, batch: &[String]) -> Result<Vec<PendingR
         .collect())
 }
 
+/// Of `expected`, the nodes a `kubectl get nodes -o json` answer does not show `Ready`,
+/// each with why (the Ready condition's reason and message, or that it is not
+/// registered).
+fn not_ready(json: &str, expected: &[String]) -> Result<Vec<String>, String> {
+    let list: serde_json::Value =
+        serde_json::from_str(json).map_err(|error| format!("unreadable node list: {error}"))?;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    Ok(expected
+        .iter()
+        .filter_map(|name| {
+            let Some(node) = items.iter().find(|item| item["metadata"]["name"] == **name) else {
+                return Some(format!("{name} (not registered)"));
+            };
+            let conditions = node["status"]["conditions"].as_array();
+            let ready = conditions
+                .into_iter()
+                .flatten()
+                .find(|condition| condition["type"] == "Ready");
+            match ready {
+                Some(condition) if condition["status"] == "True" => None,
+                Some(condition) => Some(format!(
+                    "{name} ({}: {})",
+                    condition["reason"].as_str().unwrap_or("NotReady"),
+                    condition["message"].as_str().unwrap_or("").trim()
+                )),
+                None => Some(format!("{name} (no Ready condition yet)")),
+            }
+        })
+        .collect())
+}
+
+/// `available/wanted` replicas of a `kubectl get deployment -o json` answer, when all are
+/// available (and the status is of the current generation).
+fn deployment_available(json: &str) -> Result<String, String> {
+    let deployment: serde_json::Value =
+        serde_json::from_str(json).map_err(|error| format!("unreadable Deployment: {error}"))?;
+    let wanted = deployment["spec"]["replicas"].as_u64().unwrap_or(1);
+    let status = &deployment["status"];
+    let available = status["availableReplicas"].as_u64().unwrap_or(0);
+    let updated = status["updatedReplicas"].as_u64().unwrap_or(0);
+    let current =
+        status["observedGeneration"].as_u64() >= deployment["metadata"]["generation"].as_u64();
+    if current && available >= wanted && updated >= wanted {
+        Ok(format!("{available}/{wanted}"))
+    } else {
+        Err(format!("{available} of {wanted} replicas available"))
+    }
+}
+
 /// The names in a `kubectl get nodes -o json` answer.
 fn node_names(json: &str) -> Result<Vec<String>, String> {
     let list: serde_json::Value =
@@ -622,8 +749,93 @@ mod tests {
             },
             control_planes: vec!["node1".into()],
             node_api: &[],
+            kubernetes_nodes: vec!["node1".into(), "node2".into()],
             clock,
         }
+    }
+
+    fn node(name: &str, ready: &str, reason: &str) -> serde_json::Value {
+        serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "Ready", "status": ready, "reason": reason, "message": format!("{reason} on {name}")},
+            ]},
+        })
+    }
+
+    fn coredns(available: u64) -> String {
+        serde_json::json!({
+            "metadata": {"name": "coredns", "generation": 2},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "availableReplicas": available, "updatedReplicas": available},
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_pod_network_gate_waits_for_every_node_ready_then_the_cluster_dns() {
+        let items = serde_json::json!({"items": [
+            node("node1", "True", "KubeletReady"),
+            node("node2", "False", "KubeletNotReady"),
+        ]})
+        .to_string();
+        let node1 = Arc::new(
+            RecordingHost::new("node1")
+                .on("get nodes", Output::ok(items))
+                .on("get deployment coredns", Output::ok(coredns(2))),
+        );
+        let mut hosts: BTreeMap<String, Arc<dyn Host>> = BTreeMap::new();
+        hosts.insert("node1".into(), node1.clone());
+        let clock = ManualClock::new();
+        let GateOutcome::Failed { problem, hint } = gates(&hosts, &clock).pod_network().await
+        else {
+            panic!("node2 is not Ready");
+        };
+        assert!(
+            problem.contains("not Ready: node2 (KubeletNotReady: KubeletNotReady on node2)"),
+            "{problem}"
+        );
+        assert!(hint.unwrap().contains("k8s-app=calico-node"));
+        assert_eq!(
+            count(&node1, "get deployment"),
+            0,
+            "DNS is asked about once nodes are Ready"
+        );
+
+        let items = serde_json::json!({"items": [
+            node("node1", "True", "KubeletReady"),
+            node("node2", "True", "KubeletReady"),
+        ]})
+        .to_string();
+        for (available, passes) in [(2, true), (1, false)] {
+            let node1 = Arc::new(
+                RecordingHost::new("node1")
+                    .on("get nodes", Output::ok(items.clone()))
+                    .on("get deployment coredns", Output::ok(coredns(available))),
+            );
+            let mut hosts: BTreeMap<String, Arc<dyn Host>> = BTreeMap::new();
+            hosts.insert("node1".into(), node1);
+            let clock = ManualClock::new();
+            let outcome = gates(&hosts, &clock).pod_network().await;
+            match outcome {
+                GateOutcome::Passed(seen) => {
+                    assert!(passes);
+                    assert_eq!(seen, "Ready: node1, node2; CoreDNS 2/2 available");
+                }
+                GateOutcome::Failed { problem, .. } => {
+                    assert!(!passes);
+                    assert!(problem.contains("1 of 2 replicas available"), "{problem}");
+                }
+            }
+        }
+    }
+
+    fn count(host: &RecordingHost, part: &str) -> usize {
+        host.commands()
+            .iter()
+            .filter(|c| c.script.contains(part))
+            .count()
     }
 
     fn hosts(node1: RecordingHost) -> BTreeMap<String, Arc<dyn Host>> {
