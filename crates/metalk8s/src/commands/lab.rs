@@ -8,8 +8,15 @@ use crate::output::{self, Format};
 
 pub fn run(command: LabCommand) -> CommandResult {
     match command {
-        LabCommand::Up { lab, nodes } => {
-            let spec = metalk8s_lab::LabSpec::new(&lab.name, usize::from(nodes));
+        LabCommand::Up {
+            lab,
+            nodes,
+            workload_network,
+        } => {
+            let spec = metalk8s_lab::LabSpec {
+                workload_network,
+                ..metalk8s_lab::LabSpec::new(&lab.name, usize::from(nodes))
+            };
             let info = metalk8s_lab::up(&spec, &|message: &str| eprintln!("{message}"))
                 .map_err(Failure::error)?;
             println!("{}", info.inventory.display());
