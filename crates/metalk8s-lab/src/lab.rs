@@ -152,6 +152,7 @@ pub fn status(name: &str) -> Result<LabStatus, LabError> {
             name: lab_node.name.clone(),
             container: lab_node.container.clone(),
             ip: lab_node.ip,
+            workload_ip: lab_node.workload_ip,
             container_state,
             systemd_state,
         });
@@ -160,6 +161,7 @@ pub fn status(name: &str) -> Result<LabStatus, LabError> {
         name: info.name,
         network: info.network,
         subnet: info.subnet,
+        workload: info.workload,
         inventory: info.inventory,
         nodes,
     })

@@ -140,6 +140,8 @@ pub struct LabStatus {
     pub name: String,
     pub network: String,
     pub subnet: Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadNetwork>,
     pub inventory: PathBuf,
     pub nodes: Vec<NodeStatus>,
 }
@@ -150,6 +152,8 @@ pub struct NodeStatus {
     pub name: String,
     pub container: String,
     pub ip: Ipv4Addr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_ip: Option<Ipv4Addr>,
     /// Docker's state of the container (`running`, `exited`…); `None` when it is gone.
     pub container_state: Option<String>,
     /// `systemctl is-system-running` inside the node (`running`, `degraded`…), when the

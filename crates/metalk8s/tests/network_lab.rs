@@ -107,6 +107,14 @@ fn the_planes_interfaces_mtus_and_pod_range_on_a_two_network_lab() {
     };
     let info = metalk8s_lab::up(&spec, &|m: &str| eprintln!("{m}")).expect("lab up");
     let redact = Redact::new(&info);
+    let status = metalk8s_lab::status(&name).expect("lab status");
+    assert_eq!(status.workload, info.workload);
+    let workload_ips: Vec<String> = status
+        .nodes
+        .iter()
+        .map(|node| redact.text(&format!("{:?}", node.workload_ip)))
+        .collect();
+    assert_eq!(workload_ips, ["Some(WORKLOAD.11)", "Some(WORKLOAD.12)"]);
     let inventory = metalk8s_inventory::load(&info.inventory).expect("the lab's inventory");
     let state = tempfile::tempdir().unwrap();
 

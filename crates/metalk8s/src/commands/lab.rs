@@ -55,11 +55,18 @@ pub fn run(command: LabCommand) -> CommandResult {
 }
 
 fn print_status(status: &metalk8s_lab::LabStatus) {
-    let mut table = output::table(&["node", "address", "container", "systemd"]);
+    let mut table = output::table(&[
+        "node",
+        "address",
+        "workload address",
+        "container",
+        "systemd",
+    ]);
     for node in &status.nodes {
         table.add_row(vec![
             Cell::new(&node.name),
             Cell::new(node.ip),
+            Cell::new(node.workload_ip.map_or("-".to_owned(), |ip| ip.to_string())),
             Cell::new(node.container_state.as_deref().unwrap_or("gone")),
             Cell::new(node.systemd_state.as_deref().unwrap_or("-")),
         ]);
