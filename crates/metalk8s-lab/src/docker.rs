@@ -114,15 +114,21 @@ pub(crate) enum NetworkCreation {
     SubnetTaken,
 }
 
+/// A bridge network on `subnet`; with `mtu`, its bridge and every container's interface
+/// on it get that MTU.
 pub(crate) fn create_network(
     name: &str,
     subnet: Ipv4Net,
     gateway: std::net::Ipv4Addr,
     lab: &str,
+    mtu: Option<u32>,
 ) -> Result<NetworkCreation, LabError> {
-    let result = cmd::run(docker().args([
-        "network",
-        "create",
+    let mut command = docker();
+    command.args(["network", "create"]);
+    if let Some(mtu) = mtu {
+        command.args(["--opt", &format!("com.docker.network.driver.mtu={mtu}")]);
+    }
+    let result = cmd::run(command.args([
         "--driver",
         "bridge",
         "--subnet",
@@ -138,6 +144,28 @@ pub(crate) fn create_network(
         Err(error) if error.stderr().contains("overlaps") => Ok(NetworkCreation::SubnetTaken),
         Err(error) => Err(LabError::docker(format!("network {name}"))(error)),
     }
+}
+
+/// Attaches a container to one more network with a fixed address. Done to a running
+/// container, the interface comes in next (`eth1`); done before the start, docker would
+/// attach the networks in no fixed order.
+pub(crate) fn connect(
+    network: &str,
+    container: &str,
+    ip: std::net::Ipv4Addr,
+) -> Result<(), LabError> {
+    cmd::run(docker().args([
+        "network",
+        "connect",
+        "--ip",
+        &ip.to_string(),
+        network,
+        container,
+    ]))
+    .map(drop)
+    .map_err(LabError::docker(format!(
+        "container {container} on network {network}"
+    )))
 }
 
 pub(crate) fn create_volume(name: &str, lab: &str) -> Result<(), LabError> {

@@ -17,7 +17,7 @@ use crate::image::{self, RECIPE};
 use crate::layout::{self, InventoryNode};
 use crate::node::{self, Booted, NodeSetup};
 use crate::paths::LabPaths;
-use crate::{LabInfo, LabNode, LabSpec, LabStatus, NodeStatus, cmd, disks, ssh};
+use crate::{LabInfo, LabNode, LabSpec, LabStatus, NodeStatus, WorkloadNetwork, cmd, disks, ssh};
 
 /// Generous: a node boots in about two seconds, but a loaded CI machine booting many at
 /// once is much slower.
@@ -41,8 +41,28 @@ pub fn up(spec: &LabSpec, progress: &dyn Fn(&str)) -> Result<LabInfo, LabError> 
     create_private_dir(&paths.dir)?;
     create_private_dir(&paths.disks)?;
     ssh::generate_key(&paths.identity_file, &spec.name)?;
-    let (network, subnet) = create_network(&spec.name)?;
+    let (network, subnet) = create_network(
+        &spec.name,
+        &layout::network_name(&spec.name),
+        &spec.name,
+        None,
+    )?;
     progress(&format!("created network {network} ({subnet})"));
+    let workload = if spec.workload_network {
+        let mtu = LabSpec::WORKLOAD_MTU;
+        let name = layout::workload_network_name(&spec.name);
+        let (network, subnet) = create_network(&spec.name, &name, &name, Some(mtu))?;
+        progress(&format!(
+            "created workload network {network} ({subnet}, MTU {mtu})"
+        ));
+        Some(WorkloadNetwork {
+            network,
+            subnet,
+            mtu,
+        })
+    } else {
+        None
+    };
     let mut info = LabInfo {
         name: spec.name.clone(),
         image,
@@ -53,6 +73,7 @@ pub fn up(spec: &LabSpec, progress: &dyn Fn(&str)) -> Result<LabInfo, LabError> 
         known_hosts_file: paths.known_hosts.clone(),
         inventory: paths.inventory.clone(),
         nodes: Vec::new(),
+        workload,
     };
     save(&paths, &info)?;
 
@@ -73,9 +94,15 @@ pub fn up(spec: &LabSpec, progress: &dyn Fn(&str)) -> Result<LabInfo, LabError> 
 
     // Every node boots in parallel: start them all, then wait for them all.
     progress(&format!("booting {} node(s)", info.nodes.len()));
-    for lab_node in &info.nodes {
+    for (position, lab_node) in info.nodes.iter_mut().enumerate() {
         docker::start(&lab_node.container)?;
+        if let Some(workload) = &info.workload {
+            let ip = layout::node_ip(workload.subnet, position + 1);
+            docker::connect(&workload.network, &lab_node.container, ip)?;
+            lab_node.workload_ip = Some(ip);
+        }
     }
+    save(&paths, &info)?;
     let booted = for_each_node(&info.nodes, progress, |lab_node| {
         let booted = node::wait_booted(&lab_node.container, BOOT_TIMEOUT)?;
         let message = boot_message(lab_node, &booted);
@@ -125,6 +152,7 @@ pub fn status(name: &str) -> Result<LabStatus, LabError> {
             name: lab_node.name.clone(),
             container: lab_node.container.clone(),
             ip: lab_node.ip,
+            workload_ip: lab_node.workload_ip,
             container_state,
             systemd_state,
         });
@@ -133,6 +161,7 @@ pub fn status(name: &str) -> Result<LabStatus, LabError> {
         name: info.name,
         network: info.network,
         subnet: info.subnet,
+        workload: info.workload,
         inventory: info.inventory,
         nodes,
     })
@@ -220,13 +249,20 @@ fn create_private_dir(dir: &Path) -> Result<(), LabError> {
         .map_err(LabError::io("create", dir))
 }
 
-/// Creates the lab network on the first free /24 for this name; a parallel `up` taking
-/// the same subnet between the check and the creation only moves this lab to the next.
-fn create_network(lab: &str) -> Result<(String, Ipv4Net), LabError> {
-    let network = layout::network_name(lab);
+/// Creates the lab network `network` on the first free /24 of those `seed` picks (the lab's
+/// name for its first network, so it keeps its addresses from one run to the next); a
+/// parallel `up` taking the same subnet between the check and the creation only moves it
+/// to the next.
+fn create_network(
+    lab: &str,
+    network: &str,
+    seed: &str,
+    mtu: Option<u32>,
+) -> Result<(String, Ipv4Net), LabError> {
+    let network = network.to_owned();
     let mut taken = docker::network_subnets()?;
-    while let Some(subnet) = layout::choose_subnet(lab, &taken) {
-        match docker::create_network(&network, subnet, layout::gateway(subnet), lab)? {
+    while let Some(subnet) = layout::choose_subnet(seed, &taken) {
+        match docker::create_network(&network, subnet, layout::gateway(subnet), lab, mtu)? {
             NetworkCreation::Created => return Ok((network, subnet)),
             NetworkCreation::SubnetTaken => taken.push(subnet.into()),
         }
@@ -318,12 +354,14 @@ fn write_inventory(info: &LabInfo) -> Result<(), LabError> {
         .map(|(lab_node, disks)| InventoryNode {
             name: &lab_node.name,
             ip: lab_node.ip,
+            workload_ip: lab_node.workload_ip,
             disks,
         })
         .collect();
     let inventory = layout::inventory(
         &info.name,
         info.subnet,
+        info.workload.as_ref().map(|workload| workload.subnet),
         &info.identity_file,
         &info.known_hosts_file,
         &nodes,
@@ -439,6 +477,12 @@ fn recorded_names(kind: Kind, info: &LabInfo) -> Vec<String> {
             .iter()
             .map(|n| n.containerd_volume.clone())
             .collect(),
-        Kind::Network => vec![info.network.clone()],
+        Kind::Network => std::iter::once(info.network.clone())
+            .chain(
+                info.workload
+                    .iter()
+                    .map(|workload| workload.network.clone()),
+            )
+            .collect(),
     }
 }

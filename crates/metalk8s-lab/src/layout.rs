@@ -51,6 +51,12 @@ pub(crate) fn network_name(lab: &str) -> String {
     format!("metalk8s-lab-{lab}")
 }
 
+/// The second network of a lab that has one ([`crate::LabSpec::workload_network`]);
+/// also what its subnet candidates are derived from, so it starts elsewhere than the first.
+pub(crate) fn workload_network_name(lab: &str) -> String {
+    format!("metalk8s-lab-{lab}-workload")
+}
+
 pub(crate) fn node_name(index: usize) -> String {
     format!("node{index}")
 }
@@ -136,6 +142,8 @@ pub(crate) fn roles(index: usize, count: usize) -> Vec<Role> {
 pub(crate) struct InventoryNode<'a> {
     pub name: &'a str,
     pub ip: Ipv4Addr,
+    /// On the workload network, when the lab has one.
+    pub workload_ip: Option<Ipv4Addr>,
     pub disks: &'a [String],
 }
 
@@ -143,6 +151,7 @@ pub(crate) struct InventoryNode<'a> {
 pub(crate) fn inventory(
     lab: &str,
     subnet: Ipv4Net,
+    workload_subnet: Option<Ipv4Net>,
     identity_file: &Path,
     known_hosts: &Path,
     nodes: &[InventoryNode<'_>],
@@ -154,7 +163,7 @@ pub(crate) fn inventory(
         name: lab.to_owned(),
         networks: with_model_defaults(json!({
             "controlPlane": [subnet.to_string()],
-            "workloadPlane": [subnet.to_string()],
+            "workloadPlane": [workload_subnet.unwrap_or(subnet).to_string()],
         })),
         proxy: None,
         ssh: SshSettings {
@@ -189,7 +198,7 @@ fn inventory_node(node: &InventoryNode<'_>, roles: Vec<Role>) -> Node {
         name: node.name.to_owned(),
         address: node.ip.to_string(),
         control_plane_ip: Some(node.ip.into()),
-        workload_plane_ip: Some(node.ip.into()),
+        workload_plane_ip: Some(node.workload_ip.unwrap_or(node.ip).into()),
         roles,
         labels: Default::default(),
         taints: Vec::new(),
@@ -331,6 +340,38 @@ mod tests {
     }
 
     #[test]
+    fn a_workload_network_is_the_workload_plane() {
+        let subnet: Ipv4Net = "172.30.9.0/24".parse().unwrap();
+        let workload: Ipv4Net = "172.30.40.0/24".parse().unwrap();
+        let nodes = [InventoryNode {
+            name: "node1",
+            ip: node_ip(subnet, 1),
+            workload_ip: Some(node_ip(workload, 1)),
+            disks: &[],
+        }];
+        let inventory = inventory(
+            "demo",
+            subnet,
+            Some(workload),
+            Path::new("/k"),
+            Path::new("/h"),
+            &nodes,
+        );
+        assert_eq!(inventory.networks.control_plane, [IpNet::V4(subnet)]);
+        assert_eq!(inventory.networks.workload_plane, [IpNet::V4(workload)]);
+        let node1 = &inventory.nodes[0];
+        assert_eq!(node1.control_plane_ip, Some("172.30.9.11".parse().unwrap()));
+        assert_eq!(
+            node1.workload_plane_ip,
+            Some("172.30.40.11".parse().unwrap())
+        );
+        assert_ne!(
+            subnet_candidates(&workload_network_name("demo")).next(),
+            subnet_candidates("demo").next()
+        );
+    }
+
+    #[test]
     fn inventory_round_trips_through_yaml() {
         let subnet: Ipv4Net = "172.30.9.0/24".parse().unwrap();
         let disks = vec!["/dev/vdb".to_owned(), "/dev/vdc".to_owned()];
@@ -338,12 +379,14 @@ mod tests {
             .map(|i| InventoryNode {
                 name: if i == 1 { "node1" } else { "node2" },
                 ip: node_ip(subnet, i),
+                workload_ip: None,
                 disks: &disks,
             })
             .collect();
         let inventory = inventory(
             "demo",
             subnet,
+            None,
             Path::new("/labs/demo/id_ed25519"),
             Path::new("/labs/demo/known_hosts"),
             &nodes,

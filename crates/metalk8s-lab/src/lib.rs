@@ -53,11 +53,18 @@ pub struct LabSpec {
     pub disks_per_node: usize,
     /// Size of each spare disk in bytes; sparse, so only what is written takes space.
     pub disk_size: u64,
+    /// Also attach every node to a second docker network, for the workload plane, with
+    /// the MTU [`LabSpec::WORKLOAD_MTU`] (the first keeps docker's 1500), as on servers
+    /// with separate control-plane and workload networks.
+    pub workload_network: bool,
 }
 
 impl LabSpec {
     pub const DEFAULT_DISKS_PER_NODE: usize = 2;
     pub const DEFAULT_DISK_SIZE: u64 = 2 << 30;
+    /// The workload network's MTU: unlike the control plane's, so that the planes can be
+    /// told apart by it.
+    pub const WORKLOAD_MTU: u32 = 1450;
 
     /// A lab of `nodes` nodes with the default disks (2 × 2 GiB per node).
     pub fn new(name: impl Into<String>, nodes: usize) -> LabSpec {
@@ -66,6 +73,7 @@ impl LabSpec {
             nodes,
             disks_per_node: LabSpec::DEFAULT_DISKS_PER_NODE,
             disk_size: LabSpec::DEFAULT_DISK_SIZE,
+            workload_network: false,
         }
     }
 }
@@ -85,6 +93,18 @@ pub struct LabInfo {
     pub known_hosts_file: PathBuf,
     pub inventory: PathBuf,
     pub nodes: Vec<LabNode>,
+    /// The second network, for the workload plane ([`LabSpec::workload_network`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadNetwork>,
+}
+
+/// A lab's workload-plane network: every node's second interface (`eth1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadNetwork {
+    pub network: String,
+    pub subnet: Ipv4Net,
+    pub mtu: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +114,9 @@ pub struct LabNode {
     pub name: String,
     pub container: String,
     pub ip: Ipv4Addr,
+    /// The node's address on the workload network, when the lab has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ip: Option<Ipv4Addr>,
     /// Docker volume mounted on /var/lib/containerd.
     pub containerd_volume: String,
     pub disks: Vec<LabDisk>,
@@ -117,6 +140,8 @@ pub struct LabStatus {
     pub name: String,
     pub network: String,
     pub subnet: Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadNetwork>,
     pub inventory: PathBuf,
     pub nodes: Vec<NodeStatus>,
 }
@@ -127,6 +152,8 @@ pub struct NodeStatus {
     pub name: String,
     pub container: String,
     pub ip: Ipv4Addr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_ip: Option<Ipv4Addr>,
     /// Docker's state of the container (`running`, `exited`…); `None` when it is gone.
     pub container_state: Option<String>,
     /// `systemctl is-system-running` inside the node (`running`, `degraded`…), when the

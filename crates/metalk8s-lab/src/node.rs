@@ -58,6 +58,7 @@ pub(crate) fn create(
         name,
         container,
         ip,
+        workload_ip: None,
         containerd_volume: volume,
         disks: node_disks,
     })

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,72 @@ pub struct Facts {
     /// What kubeadm has already done on the node.
     #[serde(default)]
     pub kubernetes: KubernetesFacts,
+    /// Every network interface with its MTU (empty from an agent older than this field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<Interface>,
+    /// The main routing tables, IPv4 and IPv6 (not the kernel's `local` table of the
+    /// node's own and broadcast addresses). Empty from an older agent, and when gathered
+    /// for planning only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// Whether the running kernel can do WireGuard; `None` when not asked (an older agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<ModuleAvailability>,
+}
+
+/// A network interface (`ip link`): what the address list does not say.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interface {
+    /// As in [`InterfaceAddress::interface`]: without the `@peer` suffix.
+    pub name: String,
+    pub mtu: u32,
+}
+
+/// One route of the node's routing table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Where the route leads: `0.0.0.0/0` or `::/0` for a default route, a /32 or /128
+    /// for a host route.
+    pub destination: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    /// The interface the route leaves by; none for a blackhole or unreachable route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The route's type when it is not an ordinary (unicast) route: `blackhole`,
+    /// `unreachable`, `prohibit`, `throw`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+impl Route {
+    /// A default route (`0.0.0.0/0`, `::/0`): every address is "inside" it, so it says
+    /// nothing about which ranges the node's networks use.
+    pub fn is_default(&self) -> bool {
+        self.destination.prefix_len() == 0
+    }
+}
+
+/// Whether a kernel module can be used on the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ModuleAvailability {
+    /// Loaded right now.
+    Loaded,
+    /// Compiled into the kernel (`modules.builtin`).
+    BuiltIn,
+    /// Not loaded, but the running kernel ships it (`modules.dep`): `modprobe` loads it.
+    Loadable,
+    /// The running kernel has no such module.
+    Missing,
+}
+
+impl ModuleAvailability {
+    pub fn is_available(self) -> bool {
+        self != ModuleAvailability::Missing
+    }
 }
 
 /// Written by metalk8s on a node once its `kubeadm init` or `kubeadm join` succeeded. Not

@@ -8,6 +8,7 @@
 pub mod etcd;
 pub mod facts;
 pub mod inventory;
+pub mod network;
 pub mod oci;
 pub mod phase;
 pub mod plan;

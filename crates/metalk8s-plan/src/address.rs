@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use metalk8s_model::Facts;
 use metalk8s_model::inventory::{Inventory, Node};
 
@@ -16,7 +15,7 @@ use metalk8s_model::inventory::{Inventory, Node};
 /// `None`, as `metalk8s precheck` refuses them: guessing would let a node advertise an
 /// address that may move away.
 pub fn control_plane_ip(inventory: &Inventory, node: &Node, facts: &Facts) -> Option<IpAddr> {
-    declared_or_found(
+    metalk8s_model::network::plane_address(
         node.control_plane_ip,
         &inventory.networks.control_plane,
         facts,
@@ -27,29 +26,11 @@ pub fn control_plane_ip(inventory: &Inventory, node: &Node, facts: &Facts) -> Op
 /// one address among its interfaces that lies in those networks (several give `None`, for
 /// the reason [`control_plane_ip`] gives).
 pub fn workload_plane_ip(inventory: &Inventory, node: &Node, facts: &Facts) -> Option<IpAddr> {
-    declared_or_found(
+    metalk8s_model::network::plane_address(
         node.workload_plane_ip,
         &inventory.networks.workload_plane,
         facts,
     )
-}
-
-fn declared_or_found(
-    declared: Option<IpAddr>,
-    networks: &[IpNet],
-    facts: &Facts,
-) -> Option<IpAddr> {
-    if let Some(declared) = declared {
-        return Some(declared);
-    }
-    let mut inside = facts
-        .addresses
-        .iter()
-        .map(|interface| interface.address)
-        .filter(|address| networks.iter().any(|network| network.contains(address)));
-    let first = inside.next()?;
-    // The same address on two interfaces is still one address.
-    inside.all(|other| other == first).then_some(first)
 }
 
 /// Every node's control-plane address that can be resolved ([`control_plane_ip`]), by

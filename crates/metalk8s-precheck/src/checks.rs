@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use metalk8s_model::ByteSize;
 use metalk8s_model::facts::Facts;
 use metalk8s_model::inventory::{Inventory, Node, Role};
+use metalk8s_model::network::workload_plane_interface;
 use metalk8s_model::report::{CheckResult, CheckStatus, NodeReport};
 
 use crate::gather::CONFLICTING_PACKAGES;
@@ -155,7 +156,178 @@ fn check_node(
         ),
     ];
     checks.extend(check_disks(node, facts));
+    checks.push(check_cluster_range(
+        "pods-network",
+        "networks.pods",
+        inventory.networks.pods,
+        inventory,
+        node,
+        facts,
+    ));
+    checks.push(check_cluster_range(
+        "services-network",
+        "networks.services",
+        inventory.networks.services,
+        inventory,
+        node,
+        facts,
+    ));
+    checks.extend(check_workload_mtu(inventory, node, facts, everyone));
     checks
+}
+
+/// Interfaces the cluster itself creates, whose addresses and routes lie inside the pod
+/// and service ranges once deployed: Calico's (veths, IP-in-IP, VXLAN, WireGuard) and
+/// kube-proxy's IPVS dummy.
+fn is_cluster_device(device: &str) -> bool {
+    device.starts_with("cali")
+        || matches!(
+            device,
+            "tunl0"
+                | "vxlan.calico"
+                | "vxlan-v6.calico"
+                | "wireguard.cali"
+                | "wg-v6.cali"
+                | "kube-ipvs0"
+        )
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Whether `net` is one the cluster made: inside the pod or service range, on a device of
+/// the cluster's, or a blackhole route Calico keeps for its pod address blocks.
+fn made_by_cluster(
+    inventory: &Inventory,
+    net: &IpNet,
+    device: Option<&str>,
+    kind: Option<&str>,
+) -> bool {
+    let networks = &inventory.networks;
+    let inside_pods = networks.pods.contains(net);
+    let inside_cluster = inside_pods || networks.services.contains(net);
+    inside_cluster
+        && (device.is_some_and(is_cluster_device) || (inside_pods && kind == Some("blackhole")))
+}
+
+/// `networks.pods` / `networks.services` must not overlap an address network of the node,
+/// nor a route of its (default routes aside, and those the cluster itself made), or the
+/// node would send cluster traffic to its LAN or the other way round. That the ranges do
+/// not overlap each other or the planes is checked with the inventory already.
+fn check_cluster_range(
+    check: &str,
+    field: &str,
+    range: IpNet,
+    inventory: &Inventory,
+    node: &Node,
+    facts: &Facts,
+) -> CheckResult {
+    let mut conflicts = Vec::new();
+    let mut seen = Vec::new();
+    for held in &facts.addresses {
+        let Ok(network) = IpNet::new(held.address, held.prefix_len).map(|net| net.trunc()) else {
+            continue;
+        };
+        if overlaps(&range, &network)
+            && !made_by_cluster(inventory, &network, Some(&held.interface), None)
+        {
+            conflicts.push(format!(
+                "the address {}/{} of {}",
+                held.address, held.prefix_len, held.interface
+            ));
+            seen.push(network);
+        }
+    }
+    for route in &facts.routes {
+        let destination = route.destination.trunc();
+        if route.is_default()
+            || seen.contains(&destination)
+            || !overlaps(&range, &destination)
+            || made_by_cluster(
+                inventory,
+                &destination,
+                route.device.as_deref(),
+                route.kind.as_deref(),
+            )
+        {
+            continue;
+        }
+        let mut text = format!("the route to {destination}");
+        if let Some(kind) = &route.kind {
+            text = format!("the {kind} route to {destination}");
+        }
+        if let Some(gateway) = route.gateway {
+            text.push_str(&format!(" via {gateway}"));
+        }
+        if let Some(device) = &route.device {
+            text.push_str(&format!(" dev {device}"));
+        }
+        conflicts.push(text);
+    }
+    if conflicts.is_empty() {
+        pass(
+            check,
+            format!("`{field}` {range} overlaps no address or route of the node"),
+        )
+    } else {
+        fail(
+            check,
+            format!(
+                "`{field}` {range} overlaps, on {}, {}",
+                node.name,
+                conflicts.join("; ")
+            ),
+            format!(
+                "set `{field}` to a range no node uses or routes to (or renumber that network): \
+                 traffic to those addresses would go to the cluster instead"
+            ),
+        )
+    }
+}
+
+/// The workload-plane interface and its MTU, said for the record (the pods' MTU is
+/// derived from it); a warning when the nodes' workload-plane MTUs differ. Nothing when
+/// the node has no workload-plane interface: `workload-plane-ip` fails then.
+fn check_workload_mtu(
+    inventory: &Inventory,
+    node: &Node,
+    facts: &Facts,
+    everyone: &BTreeMap<&str, &Facts>,
+) -> Option<CheckResult> {
+    const CHECK: &str = "workload-plane-mtu";
+    let interface = workload_plane_interface(inventory, node, facts)?;
+    let Some(mtu) = interface.mtu else {
+        return Some(pass(
+            CHECK,
+            format!(
+                "{} ({}), MTU not gathered",
+                interface.name, interface.address
+            ),
+        ));
+    };
+    let others: Vec<String> = inventory
+        .nodes
+        .iter()
+        .filter(|other| other.name != node.name)
+        .filter_map(|other| {
+            let found =
+                workload_plane_interface(inventory, other, everyone.get(other.name.as_str())?)?;
+            let other_mtu = found.mtu?;
+            (other_mtu != mtu).then(|| format!("{} has {other_mtu} on {}", other.name, found.name))
+        })
+        .collect();
+    let said = format!("{} ({}), MTU {mtu}", interface.name, interface.address);
+    Some(if others.is_empty() {
+        pass(CHECK, said)
+    } else {
+        warn(
+            CHECK,
+            format!("{said}; other nodes differ: {}", others.join(", ")),
+            "give every node's workload-plane interface the same MTU: the pods' MTU follows \
+             the smallest, and larger packets between the nodes are dropped or fragmented",
+        )
+    })
 }
 
 fn check_os(facts: &Facts) -> CheckResult {
@@ -531,7 +703,9 @@ fn check_disks(node: &Node, facts: &Facts) -> Vec<CheckResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use metalk8s_model::facts::{DeviceFacts, InterfaceAddress, Listener, OsRelease};
+    use metalk8s_model::facts::{
+        DeviceFacts, Interface, InterfaceAddress, Listener, OsRelease, Route,
+    };
 
     fn inventory() -> Inventory {
         serde_json::from_value(serde_json::json!({
@@ -602,7 +776,178 @@ mod tests {
                 },
             )]),
             kubernetes: Default::default(),
+            interfaces: vec![
+                Interface {
+                    name: "eth0".into(),
+                    mtu: 1500,
+                },
+                Interface {
+                    name: "eth1".into(),
+                    mtu: 9000,
+                },
+            ],
+            routes: vec![
+                route("0.0.0.0/0", Some("10.0.0.1"), Some("eth0"), None),
+                route("10.0.0.0/24", None, Some("eth0"), None),
+                route("10.1.0.0/24", None, Some("eth1"), None),
+                route("::/0", Some("fe80::1"), Some("eth0"), None),
+            ],
+            wireguard: None,
         }
+    }
+
+    fn route(
+        destination: &str,
+        gateway: Option<&str>,
+        device: Option<&str>,
+        kind: Option<&str>,
+    ) -> Route {
+        Route {
+            destination: destination.parse().unwrap(),
+            gateway: gateway.map(|g| g.parse().unwrap()),
+            device: device.map(str::to_owned),
+            kind: kind.map(str::to_owned),
+        }
+    }
+
+    fn check_of(facts: &Gathered, node: &str, check: &str) -> CheckResult {
+        check_all(&inventory(), facts)
+            .into_iter()
+            .find(|report| report.node == node)
+            .unwrap()
+            .checks
+            .into_iter()
+            .find(|c| c.check == check)
+            .unwrap_or_else(|| panic!("no {check} on {node}"))
+    }
+
+    #[test]
+    fn an_address_inside_the_pod_range_fails_naming_node_field_and_address() {
+        let mut facts = all_healthy();
+        facts_mut(&mut facts, "node2")
+            .addresses
+            .push(InterfaceAddress {
+                interface: "eth2".into(),
+                address: "10.233.7.5".parse().unwrap(),
+                prefix_len: 24,
+            });
+        // Its kernel route is the same conflict, said once.
+        facts_mut(&mut facts, "node2").routes.push(route(
+            "10.233.7.0/24",
+            None,
+            Some("eth2"),
+            None,
+        ));
+        assert_eq!(
+            problems(&facts),
+            [("node2".into(), "pods-network".into(), CheckStatus::Fail)]
+        );
+        let found = check_of(&facts, "node2", "pods-network");
+        assert_eq!(
+            found.message,
+            "`networks.pods` 10.233.0.0/16 overlaps, on node2, the address 10.233.7.5/24 of eth2"
+        );
+        assert!(found.hint.unwrap().contains("set `networks.pods`"));
+    }
+
+    #[test]
+    fn a_route_into_the_service_range_fails() {
+        let mut facts = all_healthy();
+        facts_mut(&mut facts, "node1").routes.push(route(
+            "10.100.0.0/16",
+            Some("10.0.0.254"),
+            Some("eth0"),
+            None,
+        ));
+        assert_eq!(
+            problems(&facts),
+            [("node1".into(), "services-network".into(), CheckStatus::Fail)]
+        );
+        assert!(
+            check_of(&facts, "node1", "services-network")
+                .message
+                .contains("`networks.services` 10.96.0.0/12 overlaps, on node1, the route to 10.100.0.0/16 via 10.0.0.254 dev eth0")
+        );
+    }
+
+    #[test]
+    fn what_a_deployed_cluster_adds_and_default_routes_pass() {
+        let mut facts = all_healthy();
+        let node1 = facts_mut(&mut facts, "node1");
+        node1.routes.extend([
+            route("10.233.1.0/26", None, None, Some("blackhole")),
+            route("10.233.1.5/32", None, Some("cali12ab34"), None),
+            route("10.233.2.0/26", Some("10.0.0.12"), Some("tunl0"), None),
+            route(
+                "10.233.3.0/26",
+                Some("10.233.3.0"),
+                Some("vxlan.calico"),
+                None,
+            ),
+        ]);
+        node1.addresses.extend([
+            InterfaceAddress {
+                interface: "tunl0".into(),
+                address: "10.233.1.0".parse().unwrap(),
+                prefix_len: 32,
+            },
+            InterfaceAddress {
+                interface: "kube-ipvs0".into(),
+                address: "10.96.0.1".parse().unwrap(),
+                prefix_len: 32,
+            },
+        ]);
+        assert_eq!(problems(&facts), []);
+        // A blackhole route outside the pod range is someone else's, and counts.
+        facts_mut(&mut facts, "node1").routes.push(route(
+            "10.100.0.0/24",
+            None,
+            None,
+            Some("blackhole"),
+        ));
+        assert!(
+            check_of(&facts, "node1", "services-network")
+                .message
+                .contains("the blackhole route to 10.100.0.0/24")
+        );
+    }
+
+    #[test]
+    fn the_workload_plane_mtu_is_reported_and_differences_warned() {
+        let mut facts = all_healthy();
+        let reported = check_of(&facts, "node2", "workload-plane-mtu");
+        assert_eq!(reported.status, CheckStatus::Pass);
+        assert_eq!(reported.message, "eth1 (10.1.0.12), MTU 9000");
+        facts_mut(&mut facts, "node3").interfaces[1].mtu = 1500;
+        assert_eq!(
+            problems(&facts),
+            [
+                (
+                    "node1".into(),
+                    "workload-plane-mtu".into(),
+                    CheckStatus::Warn
+                ),
+                (
+                    "node2".into(),
+                    "workload-plane-mtu".into(),
+                    CheckStatus::Warn
+                ),
+                (
+                    "node3".into(),
+                    "workload-plane-mtu".into(),
+                    CheckStatus::Warn
+                ),
+            ]
+        );
+        assert_eq!(
+            check_of(&facts, "node1", "workload-plane-mtu").message,
+            "eth1 (10.1.0.11), MTU 9000; other nodes differ: node3 has 1500 on eth1"
+        );
+        // Facts from an older agent say the interface without an MTU.
+        facts_mut(&mut facts, "node3").interfaces.clear();
+        let older = check_of(&facts, "node3", "workload-plane-mtu");
+        assert_eq!(older.message, "eth1 (10.1.0.99), MTU not gathered");
+        assert_eq!(problems(&facts), []);
     }
 
     fn all_healthy() -> Gathered {

@@ -4,10 +4,13 @@
 //! parsed by a small pure function so that the parsing is unit-tested without a host.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use metalk8s_model::facts::{DeviceFacts, Facts, InterfaceAddress, Listener, OsRelease};
+use ipnet::IpNet;
+use metalk8s_model::facts::{
+    DeviceFacts, Facts, Interface, InterfaceAddress, Listener, ModuleAvailability, OsRelease, Route,
+};
 use metalk8s_transport::{Command, Host, HostError, quote};
 
 /// Packages whose presence conflicts with the container runtime metalk8s installs.
@@ -50,7 +53,24 @@ echo @@kernel; uname -r
 echo @@cpus; nproc
 echo @@meminfo; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
 echo @@addresses; ip -o addr show 2>/dev/null
+echo @@links; ip -o link show 2>/dev/null
 "#;
+
+/// Which way the running kernel offers WireGuard
+/// ([`metalk8s_model::facts::ModuleAvailability`]); /sys/module also lists built-in
+/// modules that have parameters, so it is asked first.
+const WIREGUARD_SECTION: &str = r#"echo @@wireguard
+modules="/lib/modules/$(uname -r)"
+if [ -d /sys/module/wireguard ]; then echo loaded
+elif grep -qE '(^|/)wireguard[.]ko' "$modules/modules.builtin" 2>/dev/null; then echo builtIn
+elif grep -qE '(^|/)wireguard[.]ko' "$modules/modules.dep" 2>/dev/null; then echo loadable
+else echo missing; fi
+"#;
+
+/// Every route of every table but the kernel's `local` one, IPv4 then IPv6.
+const ROUTES_SECTION: &str = "echo @@routes4; ip -4 route show table all 2>/dev/null
+echo @@routes6; ip -6 route show table all 2>/dev/null
+";
 
 /// What kubeadm has done on the node ([`metalk8s_model::facts::KubernetesFacts`]).
 fn kubernetes_section() -> String {
@@ -82,7 +102,7 @@ pub enum GatherError {
 pub fn gather_script(request: &GatherRequest) -> String {
     if request.planning_only {
         return format!(
-            "{PLANNING_SCRIPT}{NAMESERVERS_SECTION}{}echo @@end\n",
+            "{PLANNING_SCRIPT}{WIREGUARD_SECTION}{NAMESERVERS_SECTION}{}echo @@end\n",
             kubernetes_section()
         );
     }
@@ -95,6 +115,7 @@ echo @@cpus; nproc
 echo @@meminfo; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
 echo @@varfree; df -P -B1 /var | tail -n 1
 echo @@addresses; ip -o addr show 2>/dev/null
+echo @@links; ip -o link show 2>/dev/null
 echo @@listening; ss -H -ltnp 2>/dev/null
 echo @@packages
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -105,6 +126,8 @@ fi
 "#,
     );
     script = script.replace("__PACKAGES__", &CONFLICTING_PACKAGES.join(" "));
+    script.push_str(ROUTES_SECTION);
+    script.push_str(WIREGUARD_SECTION);
     script.push_str(NAMESERVERS_SECTION);
     script.push_str(&kubernetes_section());
     for name in &request.names {
@@ -162,6 +185,14 @@ pub fn parse_facts(output: &str) -> Result<Facts, String> {
             "addresses" => {
                 facts.addresses = lines.iter().filter_map(|l| parse_ip_addr(l)).collect()
             }
+            "links" => facts.interfaces = lines.iter().filter_map(|l| parse_ip_link(l)).collect(),
+            "routes4" => facts
+                .routes
+                .extend(lines.iter().filter_map(|l| parse_route(l, false))),
+            "routes6" => facts
+                .routes
+                .extend(lines.iter().filter_map(|l| parse_route(l, true))),
+            "wireguard" => facts.wireguard = parse_module_availability(&lines),
             "listening" => facts.listening = lines.iter().filter_map(|l| parse_ss(l)).collect(),
             "packages" => facts.packages = parse_packages(&lines),
             "kubernetes" => {
@@ -260,6 +291,78 @@ fn parse_ip_addr(line: &str) -> Option<InterfaceAddress> {
         address: address.parse().ok()?,
         prefix_len: prefix.parse().ok()?,
     })
+}
+
+/// `ip -o link show` lines: `2: eth0@if12: <BROADCAST,UP> mtu 1500 qdisc noqueue ...`.
+fn parse_ip_link(line: &str) -> Option<Interface> {
+    let mut words = line.split_whitespace();
+    words.next()?;
+    let name = words
+        .next()?
+        .trim_end_matches(':')
+        .split('@')
+        .next()?
+        .to_owned();
+    words.find(|word| *word == "mtu")?;
+    Some(Interface {
+        name,
+        mtu: words.next()?.parse().ok()?,
+    })
+}
+
+/// Route types that are not a path out of the node: the kernel's own and broadcast
+/// addresses, multicast, anycast.
+const NOT_A_ROUTE: &[&str] = &["local", "broadcast", "multicast", "anycast", "nat"];
+
+/// Route types ip prints before the destination, kept in [`Route::kind`].
+const ROUTE_KINDS: &[&str] = &["unicast", "blackhole", "unreachable", "prohibit", "throw"];
+
+/// `ip route show table all` lines: `[type] destination [via gateway] [dev device] ...`,
+/// e.g. `default via 172.30.1.1 dev eth0`, `blackhole 10.233.1.0/26 proto bird`,
+/// `10.233.1.5 dev cali12ab scope link`. The `local` table, and multipath `nexthop`
+/// continuation lines, are left out.
+fn parse_route(line: &str, ipv6: bool) -> Option<Route> {
+    if line.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (kind, rest) = match words.split_first()? {
+        (first, _) if NOT_A_ROUTE.contains(first) => return None,
+        (first, rest) if ROUTE_KINDS.contains(first) => {
+            ((*first != "unicast").then(|| (*first).to_owned()), rest)
+        }
+        _ => (None, words.as_slice()),
+    };
+    let value_of = |key: &str| {
+        rest.windows(2)
+            .find(|pair| pair[0] == key)
+            .map(|pair| pair[1])
+    };
+    if value_of("table") == Some("local") {
+        return None;
+    }
+    let destination = match *rest.first()? {
+        "default" if ipv6 => IpNet::new(Ipv6Addr::UNSPECIFIED.into(), 0).ok()?,
+        "default" => IpNet::new(Ipv4Addr::UNSPECIFIED.into(), 0).ok()?,
+        text if text.contains('/') => text.parse().ok()?,
+        text => IpNet::from(text.parse::<IpAddr>().ok()?),
+    };
+    Some(Route {
+        destination,
+        gateway: value_of("via").and_then(|gateway| gateway.parse().ok()),
+        device: value_of("dev").map(str::to_owned),
+        kind,
+    })
+}
+
+fn parse_module_availability(lines: &[&str]) -> Option<ModuleAvailability> {
+    match lines.first()?.trim() {
+        "loaded" => Some(ModuleAvailability::Loaded),
+        "builtIn" => Some(ModuleAvailability::BuiltIn),
+        "loadable" => Some(ModuleAvailability::Loadable),
+        "missing" => Some(ModuleAvailability::Missing),
+        _ => None,
+    }
 }
 
 /// `ss -H -ltnp` lines: `LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=1,fd=3))`.
@@ -396,6 +499,27 @@ SwapTotal:       1048572 kB
 1: lo    inet 127.0.0.1/8 scope host lo\       valid_lft forever preferred_lft forever
 2: eth0@if12    inet 172.30.1.11/24 brd 172.30.1.255 scope global eth0\       valid_lft forever preferred_lft forever
 2: eth0@if12    inet6 fe80::42:acff:fe1e:10b/64 scope link \       valid_lft forever preferred_lft forever
+@@links
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
+2: eth0@if12: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default \    link/ether 02:42:ac:1e:01:0b brd ff:ff:ff:ff:ff:ff link-netnsid 0
+3: eth1@if14: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UP mode DEFAULT group default \    link/ether 02:42:ac:1f:01:0b brd ff:ff:ff:ff:ff:ff link-netnsid 0
+@@routes4
+default via 172.30.1.1 dev eth0
+172.30.1.0/24 dev eth0 proto kernel scope link src 172.30.1.11
+blackhole 10.233.1.0/26 proto bird
+10.233.1.5 dev cali12ab scope link
+unicast 192.168.8.0/24 via 172.30.1.254 dev eth0 table 100
+10.40.0.0/16 proto static
+	nexthop via 172.30.1.2 dev eth0 weight 1
+local 172.30.1.11 dev eth0 table local proto kernel scope host src 172.30.1.11
+broadcast 172.30.1.255 dev eth0 table local proto kernel scope link src 172.30.1.11
+@@routes6
+default via fe80::1 dev eth0 metric 1024 pref medium
+fe80::/64 dev eth0 proto kernel metric 256 pref medium
+local ::1 dev lo table local proto kernel metric 0 pref medium
+multicast ff00::/8 dev eth0 table local proto kernel metric 256 pref medium
+@@wireguard
+loadable
 @@listening
 LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=87,fd=3))
 LISTEN 0      4096     172.30.1.11:2379      0.0.0.0:*    users:(("nc",pid=300,fd=3))
@@ -462,6 +586,59 @@ joined
         assert_eq!(vdc.mountpoints, ["/mnt/data"]);
         assert!(!facts.devices["/dev/vdz"].exists);
         assert!(facts.kubernetes.joined);
+        let mtus: Vec<(&str, u32)> = facts
+            .interfaces
+            .iter()
+            .map(|i| (i.name.as_str(), i.mtu))
+            .collect();
+        assert_eq!(mtus, [("lo", 65536), ("eth0", 1500), ("eth1", 1450)]);
+        assert_eq!(facts.wireguard, Some(ModuleAvailability::Loadable));
+    }
+
+    #[test]
+    fn routes_of_every_table_but_local() {
+        let facts = parse_facts(SAMPLE).unwrap();
+        let routes: Vec<String> = facts
+            .routes
+            .iter()
+            .map(|route| {
+                format!(
+                    "{} via {} dev {} {}",
+                    route.destination,
+                    route.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                    route.device.as_deref().unwrap_or(""),
+                    route.kind.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "0.0.0.0/0 via 172.30.1.1 dev eth0 ",
+                "172.30.1.0/24 via  dev eth0 ",
+                "10.233.1.0/26 via  dev  blackhole",
+                "10.233.1.5/32 via  dev cali12ab ",
+                "192.168.8.0/24 via 172.30.1.254 dev eth0 ",
+                "10.40.0.0/16 via  dev  ",
+                "::/0 via fe80::1 dev eth0 ",
+                "fe80::/64 via  dev eth0 ",
+            ]
+        );
+        assert!(facts.routes[0].is_default() && facts.routes[6].is_default());
+        assert!(!facts.routes[1].is_default());
+    }
+
+    #[test]
+    fn wireguard_answers() {
+        for (line, expected) in [
+            ("loaded", Some(ModuleAvailability::Loaded)),
+            ("builtIn", Some(ModuleAvailability::BuiltIn)),
+            ("missing", Some(ModuleAvailability::Missing)),
+            ("", None),
+        ] {
+            assert_eq!(parse_module_availability(&[line]), expected, "{line}");
+        }
+        assert_eq!(parse_module_availability(&[]), None);
     }
 
     #[test]
@@ -473,6 +650,8 @@ joined
             "@@cpus",
             "@@meminfo",
             "@@addresses",
+            "@@links",
+            "@@wireguard",
             "@@kubernetes",
             "@@end",
         ] {
@@ -488,6 +667,8 @@ joined
         assert!(!facts.hostname.is_empty() && !facts.os.id.is_empty());
         assert!(facts.addresses.iter().any(|a| a.address.is_loopback()));
         assert!(facts.cpus > 0 && facts.memory_bytes > 0);
+        assert!(facts.interfaces.iter().any(|i| i.name == "lo" && i.mtu > 0));
+        assert!(facts.wireguard.is_some());
     }
 
     #[test]

@@ -135,6 +135,10 @@ pub enum LabCommand {
         /// Number of servers.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
         nodes: u16,
+        /// Attach every server to a second network, with MTU 1450, used as the workload
+        /// plane (`eth1`); the control plane stays on the first (`eth0`, MTU 1500).
+        #[arg(long)]
+        workload_network: bool,
     },
     /// Show the servers of a lab.
     Status {

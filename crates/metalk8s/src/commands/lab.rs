@@ -8,8 +8,15 @@ use crate::output::{self, Format};
 
 pub fn run(command: LabCommand) -> CommandResult {
     match command {
-        LabCommand::Up { lab, nodes } => {
-            let spec = metalk8s_lab::LabSpec::new(&lab.name, usize::from(nodes));
+        LabCommand::Up {
+            lab,
+            nodes,
+            workload_network,
+        } => {
+            let spec = metalk8s_lab::LabSpec {
+                workload_network,
+                ..metalk8s_lab::LabSpec::new(&lab.name, usize::from(nodes))
+            };
             let info = metalk8s_lab::up(&spec, &|message: &str| eprintln!("{message}"))
                 .map_err(Failure::error)?;
             println!("{}", info.inventory.display());
@@ -48,11 +55,18 @@ pub fn run(command: LabCommand) -> CommandResult {
 }
 
 fn print_status(status: &metalk8s_lab::LabStatus) {
-    let mut table = output::table(&["node", "address", "container", "systemd"]);
+    let mut table = output::table(&[
+        "node",
+        "address",
+        "workload address",
+        "container",
+        "systemd",
+    ]);
     for node in &status.nodes {
         table.add_row(vec![
             Cell::new(&node.name),
             Cell::new(node.ip),
+            Cell::new(node.workload_ip.map_or("-".to_owned(), |ip| ip.to_string())),
             Cell::new(node.container_state.as_deref().unwrap_or("gone")),
             Cell::new(node.systemd_state.as_deref().unwrap_or("-")),
         ]);
