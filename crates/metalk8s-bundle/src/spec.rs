@@ -671,63 +671,18 @@ impl Checker<'_> {
             );
         }
         let version = self.required(at, field("version"), raw.version);
-        let sha256 = match raw.sha256 {
-            Some(text) => match normalize_sha256(&text) {
-                Some(hex) => Some(hex),
-                None => {
-                    self.problem(
-                        at,
-                        field("sha256"),
-                        format!("{text:?} is not a sha256 (64 hexadecimal digits)"),
-                        Some("`sha256sum FILE` prints it"),
-                    );
-                    return None;
-                }
-            },
-            None => None,
-        };
+        let sha256 = self.sha256(at, field("sha256"), raw.sha256).ok()?;
         let source = match (raw.url, raw.path) {
             (Some(url), None) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    self.problem(
-                        at,
-                        field("url"),
-                        format!("{url:?} is not an http:// or https:// URL"),
-                        None,
-                    );
-                    return None;
-                }
-                let Some(sha256) = sha256 else {
-                    self.problem(
-                        at,
-                        field("sha256"),
-                        "is required with `url`",
-                        Some("pin the download: the sha256 published next to it, or `sha256sum` of a copy you trust"),
-                    );
-                    return None;
-                };
+                let (url, sha256) = self.pinned_url(at, &field, url, sha256)?;
                 BinarySource::Url { url, sha256 }
             }
             (None, Some(path)) => BinarySource::File {
                 path: self.existing_file(at, field("path"), &path)?,
                 sha256,
             },
-            (Some(_), Some(_)) => {
-                self.problem(
-                    at,
-                    format!("binaries[{index}]"),
-                    "has both `url` and `path`",
-                    Some("keep one source"),
-                );
-                return None;
-            }
-            (None, None) => {
-                self.problem(
-                    at,
-                    format!("binaries[{index}]"),
-                    "needs `url` (with `sha256`) or `path`",
-                    None,
-                );
+            (url, _) => {
+                self.not_one_source(at, format!("binaries[{index}]"), url.is_some());
                 return None;
             }
         };
@@ -920,16 +875,9 @@ impl Checker<'_> {
                 (ManifestSource::File(path), stem)
             }
             (None, Some(url)) => {
+                let sha256 = self.sha256(at, field("sha256"), raw.sha256).ok()?;
+                let (url, sha256) = self.pinned_url(at, &field, url, sha256)?;
                 let name = url_file_name(&url);
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    self.problem(
-                        at,
-                        field("url"),
-                        format!("{url:?} is not an http:// or https:// URL"),
-                        None,
-                    );
-                    return None;
-                }
                 if name.is_empty() || !is_file_name(name) {
                     self.problem(
                         at,
@@ -943,48 +891,10 @@ impl Checker<'_> {
                     .rsplit_once('.')
                     .map_or(name, |(stem, _)| stem)
                     .to_owned();
-                let sha256 = match raw.sha256.as_deref().map(normalize_sha256) {
-                    Some(Some(hex)) => hex,
-                    Some(None) => {
-                        self.problem(
-                            at,
-                            field("sha256"),
-                            format!(
-                                "{:?} is not a sha256 (64 hexadecimal digits)",
-                                raw.sha256.unwrap_or_default()
-                            ),
-                            Some("`sha256sum FILE` prints it"),
-                        );
-                        return None;
-                    }
-                    None => {
-                        self.problem(
-                            at,
-                            field("sha256"),
-                            "is required with `url`",
-                            Some("pin the download: `sha256sum` of a copy you trust"),
-                        );
-                        return None;
-                    }
-                };
                 (ManifestSource::Url { url, sha256 }, stem)
             }
-            (Some(_), Some(_)) => {
-                self.problem(
-                    at,
-                    format!("manifests[{index}]"),
-                    "has both `url` and `path`",
-                    Some("keep one source"),
-                );
-                return None;
-            }
-            (None, None) => {
-                self.problem(
-                    at,
-                    format!("manifests[{index}]"),
-                    "needs `path` or `url` (with `sha256`)",
-                    None,
-                );
+            (path, _) => {
+                self.not_one_source(at, format!("manifests[{index}]"), path.is_some());
                 return None;
             }
         };
@@ -998,6 +908,73 @@ impl Checker<'_> {
                 source,
             },
         ))
+    }
+
+    /// A written sha256, normalized; Err when it is not one (the problem is recorded).
+    fn sha256(
+        &mut self,
+        at: At,
+        field: String,
+        text: Option<String>,
+    ) -> Result<Option<String>, ()> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        match normalize_sha256(&text) {
+            Some(hex) => Ok(Some(hex)),
+            None => {
+                self.problem(
+                    at,
+                    field,
+                    format!("{text:?} is not a sha256 (64 hexadecimal digits)"),
+                    Some("`sha256sum FILE` prints it"),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// A download: an http(s) URL and the sha256 that pins it.
+    fn pinned_url(
+        &mut self,
+        at: At,
+        field: &dyn Fn(&str) -> String,
+        url: String,
+        sha256: Option<String>,
+    ) -> Option<(String, String)> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            self.problem(
+                at,
+                field("url"),
+                format!("{url:?} is not an http:// or https:// URL"),
+                None,
+            );
+            return None;
+        }
+        let Some(sha256) = sha256 else {
+            self.problem(
+                at,
+                field("sha256"),
+                "is required with `url`",
+                Some("pin the download: the sha256 published next to it, or `sha256sum` of a copy you trust"),
+            );
+            return None;
+        };
+        Some((url, sha256))
+    }
+
+    /// An entry with both `url` and `path` (`both`), or neither.
+    fn not_one_source(&mut self, at: At, entry: String, both: bool) {
+        if both {
+            self.problem(
+                at,
+                entry,
+                "has both `url` and `path`",
+                Some("keep one source"),
+            );
+        } else {
+            self.problem(at, entry, "needs `url` (with `sha256`) or `path`", None);
+        }
     }
 
     fn required(&mut self, at: At, field: String, value: Option<String>) -> Option<String> {
