@@ -17,7 +17,7 @@ use crate::archive::write_archive;
 use crate::download::{DownloadError, LazyDownloader};
 use crate::image::{ImageError, import_image};
 use crate::progress::Progress;
-use crate::spec::{BinarySource, BundleSpec};
+use crate::spec::{BinarySource, BundleSpec, ManifestSource};
 use crate::walk::sha256_file;
 use crate::{BundleError, Component, Manifest, build_manifest, write_signed};
 
@@ -87,6 +87,12 @@ pub enum BuildError {
     Packages(#[source] AptError),
     #[error("binary {name}")]
     Download {
+        name: String,
+        #[source]
+        source: DownloadError,
+    },
+    #[error("manifest {name}")]
+    ManifestDownload {
         name: String,
         #[source]
         source: DownloadError,
@@ -180,18 +186,7 @@ pub fn build_bundle(
             })?;
         components.push(component);
     }
-    for manifest in &spec.manifests {
-        let dir = root.join("manifests");
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let file_name = manifest.path.resolved.file_name().unwrap_or_default();
-        fs::copy(&manifest.path.resolved, dir.join(file_name))
-            .map_err(io_error(&manifest.path.resolved))?;
-        components.push(Component {
-            name: manifest.name.clone(),
-            version: manifest.version.clone(),
-            origin: format!("file:{}", manifest.path.written),
-        });
-    }
+    components.extend(add_manifests(spec, &downloads, &root, progress)?);
     fs::remove_dir_all(&work).map_err(io_error(&work))?;
 
     progress.step("hashing artifacts and signing the manifest");
@@ -292,4 +287,135 @@ fn add_binaries(
         });
     }
     Ok(components)
+}
+
+fn add_manifests(
+    spec: &BundleSpec,
+    downloads: &LazyDownloader<'_>,
+    root: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<Component>, BuildError> {
+    let mut components = Vec::new();
+    for manifest in &spec.manifests {
+        let dir = root.join("manifests");
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let dest = dir.join(manifest.file_name());
+        let source = match &manifest.source {
+            ManifestSource::File(path) => path.resolved.clone(),
+            ManifestSource::Url { url, sha256 } => {
+                let download_error = |source| BuildError::ManifestDownload {
+                    name: manifest.name.clone(),
+                    source,
+                };
+                let downloader = downloads.get().map_err(download_error)?;
+                progress.step(&format!(
+                    "manifest {} {} from {url}",
+                    manifest.name, manifest.version
+                ));
+                downloader
+                    .fetch(url, sha256, progress)
+                    .map_err(download_error)?
+            }
+        };
+        fs::copy(&source, &dest).map_err(io_error(&source))?;
+        components.push(Component {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            origin: manifest.origin(),
+        });
+    }
+    Ok(components)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::progress::Silent;
+
+    const BODY: &[u8] = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: calico-config\n";
+
+    /// A loopback HTTP server answering every request with `BODY`.
+    fn serve() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/calico.yaml", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    BODY.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(BODY).unwrap();
+            }
+        });
+        url
+    }
+
+    fn build(dir: &Path, url: &str, sha256: &str) -> Result<Built, BuildError> {
+        let text = format!(
+            "apiVersion: metalk8s.io/v1alpha1\nkind: BundleSpec\nversion: 1.0.0\n\
+             manifests:\n  - name: calico\n    version: 3.32.1\n    url: {url}\n    sha256: {sha256}\n"
+        );
+        let spec = crate::spec::parse_spec(&text, &dir.join("spec.yaml"), dir).unwrap();
+        let options = BuildOptions {
+            out: dir.join("out"),
+            cache: dir.join("cache"),
+            signing_key: SigningKey::from_bytes(&[7; 32]),
+            created: OffsetDateTime::UNIX_EPOCH,
+            force: true,
+        };
+        build_bundle(&spec, &options, &Silent)
+    }
+
+    #[test]
+    fn a_manifest_by_url_is_downloaded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = serve();
+        let sha256 = hex::encode(Sha256::digest(BODY));
+        let built = build(dir.path(), &url, &sha256).unwrap();
+        assert_eq!(
+            fs::read(built.out.join("manifests/calico.yaml")).unwrap(),
+            BODY
+        );
+        let component = built
+            .manifest
+            .components
+            .iter()
+            .find(|component| component.name == "calico")
+            .unwrap();
+        assert_eq!(component.version, "3.32.1");
+        assert_eq!(component.origin, url);
+    }
+
+    #[test]
+    fn a_manifest_with_a_wrong_sha256_is_refused_naming_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = serve();
+        let wrong = "0".repeat(64);
+        let error = build(dir.path(), &url, &wrong).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                BuildError::ManifestDownload { name, source: DownloadError::Sha256Mismatch { .. } }
+                    if name == "calico"
+            ),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), "manifest calico");
+        assert!(!dir.path().join("out").exists());
+    }
 }

@@ -69,10 +69,10 @@ pub use sign::{
     read_signing_key, sign, write_new_signing_key, write_signed,
 };
 pub use spec::{
-    BinarySource, BinarySpec, BundleSpec, ImageReference, ImageSource, ImageSpec,
+    BinarySource, BinarySpec, BundleSpec, CALICO_IMAGES, ImageReference, ImageSource, ImageSpec,
     KUBERNETES_ADDON_IMAGES, KUBERNETES_BINARIES, KUBERNETES_IMAGES, LocalPath, ManifestFileSpec,
-    PackageSource, Platform, RegistryImage, SPEC_KIND, SpecError, SpecProblem, load_spec,
-    parse_spec,
+    ManifestSource, PackageSource, Platform, RegistryImage, SPEC_KIND, SpecError, SpecProblem,
+    load_spec, parse_spec,
 };
 pub use unpack::UnpackError;
 pub use verify::{VerifiedBundle, read_manifest, verify, verify_bundle};

@@ -24,8 +24,12 @@
 //!     ociLayout: images/pause            # or dockerArchive: FILE.tar, or docker: REF
 //!   - registry: registry.k8s.io/kube-proxy:v1.30.2@sha256:…  # name and tag from it
 //! manifests:
-//!   - path: manifests/calico.yaml
-//!     version: 3.27.0
+//!   - path: manifests/local.yaml
+//!     version: 1.0.0
+//!   - name: calico
+//!     version: 3.32.1
+//!     url: https://raw.githubusercontent.com/projectcalico/calico/v3.32.1/manifests/calico.yaml
+//!     sha256: a1df91…                     # downloaded like a binary, pinned
 //! ```
 //!
 //! Paths are relative to the spec file. Every problem found is reported at once, each
@@ -139,6 +143,10 @@ pub const KUBERNETES_IMAGES: [&str; 4] = [
 /// The images every Kubernetes node needs besides, each with a version of its own: the
 /// sandbox image and the cluster DNS (etcd runs from packages, outside Kubernetes).
 pub const KUBERNETES_ADDON_IMAGES: [&str; 2] = ["pause", "coredns/coredns"];
+/// The network's (Calico's) images, tagged like its release manifest (`manifests:` entry
+/// `calico`). Not yet among what [`BundleSpec::missing_for_kubernetes`] requires: no deploy
+/// phase applies Calico yet; the shipped specs list them (commented out until pinned).
+pub const CALICO_IMAGES: [&str; 3] = ["calico/cni", "calico/node", "calico/kube-controllers"];
 
 impl BundleSpec {
     /// What a bundle declaring `kubernetesVersion` lacks to install Kubernetes: binaries
@@ -165,7 +173,40 @@ pub struct ManifestFileSpec {
     pub name: String,
     /// Component version (default: the bundle version).
     pub version: String,
-    pub path: LocalPath,
+    pub source: ManifestSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestSource {
+    /// A local file, copied as it is.
+    File(LocalPath),
+    /// Downloaded (through the cache, like a binary) and checked against the pinned sha256.
+    Url { url: String, sha256: String },
+}
+
+impl ManifestFileSpec {
+    /// The file's name under `manifests/`: the local file's, or the last segment of the
+    /// URL's path.
+    pub fn file_name(&self) -> String {
+        match &self.source {
+            ManifestSource::File(path) => file_name(&path.resolved),
+            ManifestSource::Url { url, .. } => url_file_name(url).to_owned(),
+        }
+    }
+
+    /// Where it comes from, as the bundle manifest records it.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            ManifestSource::File(path) => format!("file:{}", path.written),
+            ManifestSource::Url { url, .. } => url.clone(),
+        }
+    }
+}
+
+/// The last segment of `url`'s path, without a query or fragment.
+fn url_file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default()
 }
 
 /// Why a spec file was refused. An invalid spec renders like an invalid inventory: every
@@ -410,6 +451,8 @@ struct RawImage {
 #[serde(deny_unknown_fields)]
 struct RawManifestFile {
     path: Option<String>,
+    url: Option<String>,
+    sha256: Option<String>,
     name: Option<String>,
     version: Option<String>,
 }
@@ -531,7 +574,7 @@ impl Checker<'_> {
             .collect::<Vec<_>>();
         let file_names: Vec<(At, String)> = manifests
             .iter()
-            .map(|(at, m): &(At, ManifestFileSpec)| (*at, file_name(&m.path.resolved)))
+            .map(|(at, m): &(At, ManifestFileSpec)| (*at, m.file_name()))
             .collect();
         self.unique(
             "manifests",
@@ -628,63 +671,18 @@ impl Checker<'_> {
             );
         }
         let version = self.required(at, field("version"), raw.version);
-        let sha256 = match raw.sha256 {
-            Some(text) => match normalize_sha256(&text) {
-                Some(hex) => Some(hex),
-                None => {
-                    self.problem(
-                        at,
-                        field("sha256"),
-                        format!("{text:?} is not a sha256 (64 hexadecimal digits)"),
-                        Some("`sha256sum FILE` prints it"),
-                    );
-                    return None;
-                }
-            },
-            None => None,
-        };
+        let sha256 = self.sha256(at, field("sha256"), raw.sha256).ok()?;
         let source = match (raw.url, raw.path) {
             (Some(url), None) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    self.problem(
-                        at,
-                        field("url"),
-                        format!("{url:?} is not an http:// or https:// URL"),
-                        None,
-                    );
-                    return None;
-                }
-                let Some(sha256) = sha256 else {
-                    self.problem(
-                        at,
-                        field("sha256"),
-                        "is required with `url`",
-                        Some("pin the download: the sha256 published next to it, or `sha256sum` of a copy you trust"),
-                    );
-                    return None;
-                };
+                let (url, sha256) = self.pinned_url(at, &field, url, sha256)?;
                 BinarySource::Url { url, sha256 }
             }
             (None, Some(path)) => BinarySource::File {
                 path: self.existing_file(at, field("path"), &path)?,
                 sha256,
             },
-            (Some(_), Some(_)) => {
-                self.problem(
-                    at,
-                    format!("binaries[{index}]"),
-                    "has both `url` and `path`",
-                    Some("keep one source"),
-                );
-                return None;
-            }
-            (None, None) => {
-                self.problem(
-                    at,
-                    format!("binaries[{index}]"),
-                    "needs `url` (with `sha256`) or `path`",
-                    None,
-                );
+            (url, _) => {
+                self.not_one_source(at, format!("binaries[{index}]"), url.is_some());
                 return None;
             }
         };
@@ -866,21 +864,117 @@ impl Checker<'_> {
         let at = At::from(&entry);
         let field = |name: &str| format!("manifests[{index}].{name}");
         let raw = entry.value;
-        let written = self.required(at, field("path"), raw.path)?;
-        let path = self.existing_file(at, field("path"), &written)?;
-        let name = raw.name.unwrap_or_else(|| {
-            let stem = path.resolved.file_stem().unwrap_or_default();
-            stem.to_string_lossy().into_owned()
-        });
+        let (source, stem) = match (raw.path, raw.url) {
+            (Some(written), None) => {
+                if raw.sha256.is_some() {
+                    self.problem(at, field("sha256"), "only goes with `url`", None);
+                }
+                let path = self.existing_file(at, field("path"), &written)?;
+                let stem = path.resolved.file_stem().unwrap_or_default();
+                let stem = stem.to_string_lossy().into_owned();
+                (ManifestSource::File(path), stem)
+            }
+            (None, Some(url)) => {
+                let sha256 = self.sha256(at, field("sha256"), raw.sha256).ok()?;
+                let (url, sha256) = self.pinned_url(at, &field, url, sha256)?;
+                let name = url_file_name(&url);
+                if name.is_empty() || !is_file_name(name) {
+                    self.problem(
+                        at,
+                        field("url"),
+                        format!("{url:?} does not end in a file name"),
+                        Some("it becomes manifests/<the URL's last segment>"),
+                    );
+                    return None;
+                }
+                let stem = name
+                    .rsplit_once('.')
+                    .map_or(name, |(stem, _)| stem)
+                    .to_owned();
+                (ManifestSource::Url { url, sha256 }, stem)
+            }
+            (path, _) => {
+                self.not_one_source(at, format!("manifests[{index}]"), path.is_some());
+                return None;
+            }
+        };
+        let name = raw.name.unwrap_or(stem);
         let version = raw.version.unwrap_or_else(|| bundle_version.to_owned());
         Some((
             at,
             ManifestFileSpec {
                 name,
                 version,
-                path,
+                source,
             },
         ))
+    }
+
+    /// A written sha256, normalized; Err when it is not one (the problem is recorded).
+    fn sha256(
+        &mut self,
+        at: At,
+        field: String,
+        text: Option<String>,
+    ) -> Result<Option<String>, ()> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        match normalize_sha256(&text) {
+            Some(hex) => Ok(Some(hex)),
+            None => {
+                self.problem(
+                    at,
+                    field,
+                    format!("{text:?} is not a sha256 (64 hexadecimal digits)"),
+                    Some("`sha256sum FILE` prints it"),
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// A download: an http(s) URL and the sha256 that pins it.
+    fn pinned_url(
+        &mut self,
+        at: At,
+        field: &dyn Fn(&str) -> String,
+        url: String,
+        sha256: Option<String>,
+    ) -> Option<(String, String)> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            self.problem(
+                at,
+                field("url"),
+                format!("{url:?} is not an http:// or https:// URL"),
+                None,
+            );
+            return None;
+        }
+        let Some(sha256) = sha256 else {
+            self.problem(
+                at,
+                field("sha256"),
+                "is required with `url`",
+                Some("pin the download: the sha256 published next to it, or `sha256sum` of a copy you trust"),
+            );
+            return None;
+        };
+        Some((url, sha256))
+    }
+
+    /// An entry with both `url` and `path` (`both`), or neither.
+    fn not_one_source(&mut self, at: At, entry: String, both: bool) {
+        if both {
+            self.problem(
+                at,
+                entry,
+                "has both `url` and `path`",
+                Some("keep one source"),
+            );
+        } else {
+            self.problem(at, entry, "needs `url` (with `sha256`) or `path`", None);
+        }
     }
 
     fn required(&mut self, at: At, field: String, value: Option<String>) -> Option<String> {
@@ -1296,5 +1390,53 @@ mod tests {
         assert!(!is_debian_package_name("a"));
         assert_eq!(normalize_sha256(&format!(" {SHA} ")).as_deref(), Some(SHA));
         assert_eq!(normalize_sha256("abc"), None);
+    }
+
+    #[test]
+    fn a_manifest_comes_from_a_pinned_url_or_a_local_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("local.yaml"), b"x").unwrap();
+        let url = "https://example.com/v3.32.1/manifests/calico.yaml";
+        let text = format!(
+            "{HEADER}manifests:\n  - url: {url}\n    version: 3.32.1\n    sha256: {SHA}\n\
+             \x20 - path: local.yaml\n"
+        );
+        let spec = parse_in(dir.path(), &text).unwrap();
+        assert_eq!(spec.manifests[0].name, "calico");
+        assert_eq!(spec.manifests[0].file_name(), "calico.yaml");
+        assert_eq!(
+            spec.manifests[0].source,
+            ManifestSource::Url {
+                url: url.into(),
+                sha256: SHA.into()
+            }
+        );
+        assert_eq!(spec.manifests[0].origin(), url);
+        assert_eq!(spec.manifests[1].name, "local");
+        assert_eq!(spec.manifests[1].origin(), "file:local.yaml");
+
+        let text = format!(
+            "{HEADER}manifests:\n  - url: {url}\n\
+             \x20 - url: {url}\n    sha256: nope\n\
+             \x20 - url: https://example.com/\n    sha256: {SHA}\n\
+             \x20 - url: {url}\n    path: local.yaml\n\
+             \x20 - path: local.yaml\n    sha256: {SHA}\n\
+             \x20 - name: empty\n"
+        );
+        let found = problems(dir.path(), &text);
+        let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "manifests[0].sha256",
+                "manifests[1].sha256",
+                "manifests[2].url",
+                "manifests[3]",
+                "manifests[4].sha256",
+                "manifests[5]",
+            ],
+            "{found:#?}"
+        );
+        assert_eq!(found[0].message, "is required with `url`");
     }
 }

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use metalk8s_bundle::{ImageSource, KUBERNETES_BINARIES, load_spec};
+use metalk8s_bundle::{CALICO_IMAGES, ImageSource, KUBERNETES_BINARIES, ManifestSource, load_spec};
 
 #[test]
 fn every_shipped_spec_parses_and_says_what_it_lacks() {
@@ -62,6 +62,28 @@ fn every_shipped_spec_parses_and_says_what_it_lacks() {
             assert!(
                 commented.iter().any(|line| line.starts_with(&template)),
                 "{name}: lacks {missing} and has no `{template}` entry to fill in"
+            );
+        }
+        // Calico: its release manifest pinned by URL and sha256, its images listed (pinned
+        // or, until their digests are sourced, commented out).
+        let calico = spec
+            .manifests
+            .iter()
+            .find(|manifest| manifest.name == "calico")
+            .unwrap_or_else(|| panic!("{name}: no calico manifest"));
+        assert!(
+            matches!(&calico.source, ManifestSource::Url { url, .. } if url.contains(&format!("/v{}/", calico.version))),
+            "{name}: {calico:?}"
+        );
+        for image in CALICO_IMAGES {
+            let listed = spec
+                .images
+                .iter()
+                .any(|entry| entry.name == image && entry.tag == format!("v{}", calico.version));
+            let template = format!("# - registry: quay.io/{image}:v{}@sha256:", calico.version);
+            assert!(
+                listed || commented.iter().any(|line| line.starts_with(&template)),
+                "{name}: lacks {image} and has no `{template}` entry to fill in"
             );
         }
         seen.push(minor.to_owned());

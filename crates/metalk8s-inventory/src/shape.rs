@@ -194,6 +194,23 @@ pub(crate) static FS_TYPE: Choice = Choice {
     aliases: &[],
 };
 
+pub(crate) static ENCAPSULATION: Choice = Choice {
+    noun: "pod traffic encapsulation",
+    values: &["ipip", "vxlan"],
+    aliases: &[
+        ("ip-in-ip", "ipip"),
+        ("ipinip", "ipip"),
+        ("IPIP", "ipip"),
+        ("VXLAN", "vxlan"),
+    ],
+};
+
+pub(crate) static ENCRYPTION: Choice = Choice {
+    noun: "pod traffic encryption",
+    values: &["wireguard"],
+    aliases: &[("WireGuard", "wireguard")],
+};
+
 const fn required(name: &'static str, shape: Shape, example: &'static str) -> Field {
     Field {
         name,
@@ -283,6 +300,8 @@ pub(crate) static NETWORKS: StructShape = StructShape {
             },
             "[10.10.0.2, 10.10.0.3]",
         ),
+        optional("encapsulation", Shape::Choice(&ENCAPSULATION), "vxlan"),
+        optional("encryption", Shape::Choice(&ENCRYPTION), "wireguard"),
     ],
 };
 
@@ -557,7 +576,7 @@ pub(crate) static RAW_BLOCK: StructShape = StructShape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use metalk8s_model::inventory::{FsType, Role, TaintEffect};
+    use metalk8s_model::inventory::{Encapsulation, Encryption, FsType, Role, TaintEffect};
 
     fn serialized<T: serde::Serialize>(value: T) -> String {
         serde_json::to_value(value)
@@ -585,6 +604,16 @@ mod tests {
             .map(serialized)
             .collect();
         assert_eq!(fs_types, FS_TYPE.values);
+        let encapsulations: Vec<String> = [Encapsulation::Ipip, Encapsulation::Vxlan]
+            .into_iter()
+            .map(serialized)
+            .collect();
+        assert_eq!(encapsulations, ENCAPSULATION.values);
+        let encryptions: Vec<String> = [Encryption::Wireguard]
+            .into_iter()
+            .map(serialized)
+            .collect();
+        assert_eq!(encryptions, ENCRYPTION.values);
     }
 
     /// Every field the model's JSON Schema declares is described here and the other way

@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use thiserror::Error;
 
 use crate::version::{KubernetesVersion, SUPPORTED};
@@ -112,4 +114,53 @@ pub enum InputError {
     NoInterface { node: String },
     #[error("the services network {network} has no address for the cluster DNS service")]
     ServicesTooSmall { network: String },
+    #[error("the pods network {network} is IPv6; Calico is set up for IPv4 pods only")]
+    CalicoIpv6Pods { network: IpNet },
+    #[error("no workload-plane network is IPv4: Calico finds no node address for pod traffic")]
+    CalicoNoIpv4WorkloadPlane,
+    #[error(
+        "a workload-plane MTU of {workload_mtu} less {overhead} bytes of encapsulation leaves pods less than {minimum}"
+    )]
+    CalicoMtuTooSmall {
+        workload_mtu: u32,
+        overhead: u32,
+        minimum: u32,
+    },
+    #[error("the Calico manifest cannot be read: {problem}")]
+    CalicoManifest { problem: String },
+    #[error("the Calico manifest has no {object}, which metalk8s adjusts")]
+    CalicoObjectMissing { object: String },
+    #[error("the Calico manifest's {object} has no {field}, which metalk8s adjusts")]
+    CalicoFieldMissing { object: String, field: String },
+    #[error("the Calico manifest's {object} names image {image:?}, not REGISTRY/REPOSITORY:TAG")]
+    CalicoImage { object: String, image: String },
+}
+
+impl InputError {
+    /// What the operator can do about it, where this crate knows better than its caller.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            InputError::Version(version) => Some(version.hint()),
+            InputError::CalicoIpv6Pods { .. } => {
+                Some("set `networks.pods` to an IPv4 range, e.g. 10.233.0.0/16".to_owned())
+            }
+            InputError::CalicoNoIpv4WorkloadPlane => Some(
+                "add the nodes' IPv4 workload-plane network to `networks.workloadPlane`".to_owned(),
+            ),
+            InputError::CalicoMtuTooSmall { .. } => Some(
+                "raise the MTU of the nodes' workload-plane interfaces, or choose a lighter \
+                 `networks.encapsulation` (ipip) or no `networks.encryption`"
+                    .to_owned(),
+            ),
+            InputError::CalicoManifest { .. }
+            | InputError::CalicoObjectMissing { .. }
+            | InputError::CalicoFieldMissing { .. }
+            | InputError::CalicoImage { .. } => Some(
+                "the bundle carries a Calico release metalk8s does not know how to adjust; \
+                 use a bundle built from a spec shipped with this metalk8s (bundles/)"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
 }

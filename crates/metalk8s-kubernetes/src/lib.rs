@@ -5,7 +5,8 @@
 //! inventory, the facts and the bundle into a [`cluster::Cluster`] and asks this crate for
 //! the files (kubeadm's `--config`, its per-node patches, the kubelet's unit and drop-in,
 //! kube-proxy's configuration, haproxy's and keepalived's configurations) and the objects
-//! (RBAC, kube-proxy's DaemonSet, Node labels and taints, CSR approvals) to place. The
+//! (RBAC, kube-proxy's DaemonSet, Node labels and taints, CSR approvals, Calico's objects
+//! from its upstream manifest) to place. The
 //! [`version`] module decides which Kubernetes versions are deployable and which upgrades
 //! upstream's skew policy allows. docs/kubernetes.md explains every choice.
 //!
@@ -15,6 +16,7 @@
 
 pub mod apiserver_proxy;
 pub mod audit;
+pub mod calico;
 pub mod cluster;
 pub mod coredns;
 pub mod csr;

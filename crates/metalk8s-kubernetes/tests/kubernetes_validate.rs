@@ -11,30 +11,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use metalk8s_kubernetes::csr::{self, KnownNode, ServingRequest};
 use metalk8s_kubernetes::{objects, yaml};
 use serde_json::{Value, json};
-
-const VERSIONS: [&str; 3] = ["1.35.0", "1.36.0", "1.37.0"];
-
-fn tool() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("METALK8S_KUBERNETES_VALIDATE") {
-        return Some(PathBuf::from(path));
-    }
-    let installed = PathBuf::from("/opt/metalk8s-validate/bin/kubernetes-validate");
-    if installed.exists() {
-        return Some(installed);
-    }
-    Command::new("kubernetes-validate")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|_| PathBuf::from("kubernetes-validate"))
-}
 
 fn approved_csr() -> Value {
     let request = ServingRequest {
@@ -73,12 +54,7 @@ fn approved_csr() -> Value {
 
 #[test]
 fn every_object_validates_against_the_api_schemas_of_each_minor() {
-    let Some(tool) = tool() else {
-        let message = "kubernetes-validate not found (set METALK8S_KUBERNETES_VALIDATE or run scripts/prerequisites, which installs it in /opt/metalk8s-validate)";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{message}");
-        }
-        eprintln!("skipped: {message}");
+    let Some(tool) = common::validate_tool() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -102,34 +78,12 @@ fn every_object_validates_against_the_api_schemas_of_each_minor() {
     std::fs::write(&path, yaml::documents(&[approved_csr()])).unwrap();
     files.push(path);
 
-    for version in VERSIONS {
-        let output = Command::new(&tool)
-            .args(["--strict", "--kubernetes-version", version])
-            .args(&files)
-            .output()
-            .unwrap_or_else(|error| panic!("{}: {error}", tool.display()));
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "kubernetes-validate --strict -k {version} refused:\n{stdout}\n{stderr}"
-        );
-        // One "passed" line per document: nothing was silently skipped.
-        let passed = stdout
-            .lines()
-            .filter(|line| line.contains(" passed for resource "))
-            .count();
-        assert_eq!(passed, files.len(), "{version}:\n{stdout}\n{stderr}");
-    }
+    common::validate_strict(&tool, &files, files.len());
 }
 
 #[test]
 fn the_tool_does_refuse_an_unknown_field() {
-    let Some(tool) = tool() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("kubernetes-validate not found");
-        }
-        eprintln!("skipped: kubernetes-validate not found");
+    let Some(tool) = common::validate_tool() else {
         return;
     };
     let mut binding = metalk8s_kubernetes::rbac::cluster_admins();

@@ -70,6 +70,34 @@ pub struct Networks {
     /// the cluster DNS answers for the cluster's own names only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<IpAddr>,
+    /// How pod traffic between nodes of different workload-plane subnets is encapsulated
+    /// (inside one subnet it is routed as is): IP-in-IP, or VXLAN where IP protocol 4 is
+    /// filtered.
+    #[serde(default)]
+    pub encapsulation: Encapsulation,
+    /// Encrypts pod traffic between nodes. Needs the `wireguard` kernel module on every
+    /// node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// `networks.encapsulation`: the tunnel Calico uses across workload-plane subnets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Encapsulation {
+    /// IP-in-IP (IP protocol 4), 20 bytes a packet; Calico's BGP routes the pods.
+    #[default]
+    Ipip,
+    /// VXLAN (UDP 4789), 50 bytes a packet; no BGP.
+    Vxlan,
+}
+
+/// `networks.encryption`: how pod traffic between nodes is encrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// WireGuard tunnels between the nodes, keyed by Calico.
+    Wireguard,
 }
 
 fn default_pods() -> IpNet {

@@ -751,6 +751,8 @@ mod tests {
                 services: "10.96.0.0/12".parse().expect("cidr"),
                 api_server_vip: None,
                 nameservers: Vec::new(),
+                encapsulation: Default::default(),
+                encryption: None,
             },
             proxy: None,
             ssh: SshSettings {

@@ -394,6 +394,8 @@ fn inventory(nodes: &[(&str, u16)], identity_file: String, known_hosts_file: Str
             services: cidr("10.96.0.0/12"),
             api_server_vip: None,
             nameservers: Vec::new(),
+            encapsulation: Default::default(),
+            encryption: None,
         },
         proxy: None,
         ssh: SshSettings {

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use metalk8s_kubernetes::cluster::{Cluster, KeyAlgorithm, Node, Oidc};
 use metalk8s_kubernetes::kubeadm::JoinToken;
@@ -136,5 +138,59 @@ pub fn dns(cluster: &Cluster) -> metalk8s_kubernetes::coredns::DnsSettings {
         } else {
             Upstreams::None
         },
+    }
+}
+
+/// The minors `kubernetes-validate` checks objects against.
+pub const VALIDATE_VERSIONS: [&str; 3] = ["1.35.0", "1.36.0", "1.37.0"];
+
+/// `kubernetes-validate`: through `METALK8S_KUBERNETES_VALIDATE`, else at
+/// `/opt/metalk8s-validate/bin/kubernetes-validate` (where scripts/prerequisites installs
+/// it), else on PATH. None (the test is skipped, and says so) when it is not found, except
+/// under CI (`CI=true`), where a missing tool fails the test.
+pub fn validate_tool() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("METALK8S_KUBERNETES_VALIDATE") {
+        return Some(PathBuf::from(path));
+    }
+    let installed = PathBuf::from("/opt/metalk8s-validate/bin/kubernetes-validate");
+    if installed.exists() {
+        return Some(installed);
+    }
+    let on_path = Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|_| PathBuf::from("kubernetes-validate"));
+    if on_path.is_none() {
+        let message = "kubernetes-validate not found (set METALK8S_KUBERNETES_VALIDATE or run scripts/prerequisites, which installs it in /opt/metalk8s-validate)";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{message}");
+        }
+        eprintln!("skipped: {message}");
+    }
+    on_path
+}
+
+/// Runs `kubernetes-validate --strict` on `files` for every minor of [`VALIDATE_VERSIONS`]
+/// and asserts that it passed `documents` documents: nothing was silently skipped.
+pub fn validate_strict(tool: &Path, files: &[PathBuf], documents: usize) {
+    for version in VALIDATE_VERSIONS {
+        let output = Command::new(tool)
+            .args(["--strict", "--kubernetes-version", version])
+            .args(files)
+            .output()
+            .unwrap_or_else(|error| panic!("{}: {error}", tool.display()));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "kubernetes-validate --strict -k {version} refused:\n{stdout}\n{stderr}"
+        );
+        let passed = stdout
+            .lines()
+            .filter(|line| line.contains(" passed for resource "))
+            .count();
+        assert_eq!(passed, documents, "{version}:\n{stdout}\n{stderr}");
     }
 }
