@@ -117,7 +117,8 @@ pub fn objects(cluster: &Cluster, settings: &DnsSettings) -> Result<Vec<Value>, 
     let labels = json!({"k8s-app": SERVICE});
     let role = placement_role(cluster);
     let role_label = format!("{ROLE_LABEL_PREFIX}{role}");
-    let config_hash = short_hash(&corefile(cluster, &settings.upstreams));
+    let corefile = corefile(cluster, &settings.upstreams);
+    let config_hash = short_hash(&corefile);
     Ok(vec![
         json!({
             "apiVersion": "v1",
@@ -144,7 +145,7 @@ pub fn objects(cluster: &Cluster, settings: &DnsSettings) -> Result<Vec<Value>, 
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": labels},
-            "data": {"Corefile": corefile(cluster, &settings.upstreams)},
+            "data": {"Corefile": corefile},
         }),
         json!({
             "apiVersion": "apps/v1",

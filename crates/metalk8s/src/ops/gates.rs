@@ -230,38 +230,25 @@ impl DeployGates<'_> {
                 );
             }
         }
-        let Some((asked, host)) = self
-            .control_planes
-            .iter()
-            .find_map(|node| Some((node, self.hosts.get(node)?)))
-        else {
-            return GateOutcome::failed(
-                "no control-plane node to ask",
-                "give at least one node the `control-plane` role",
-            );
+        let (asked, host) = match self.api_node() {
+            Ok(found) => found,
+            Err(failed) => return failed,
         };
-        let nodes = kubectl("get nodes -o json");
-        let registered = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
-            let output = host
-                .run(&nodes)
-                .await
-                .map_err(|error| error_chain(&error))?;
-            if !output.success() {
-                return Err(first_line(&output.stderr_text(), &output.stdout_text()));
-            }
-            let names = node_names(&output.stdout_text())?;
-            let missing: Vec<&str> = batch
-                .iter()
-                .filter(|node| !names.contains(node))
-                .map(String::as_str)
-                .collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("not registered: {}", missing.join(", ")))
-            }
-        })
-        .await;
+        let registered = self
+            .poll_kubectl(host.as_ref(), "get nodes -o json", |answer| {
+                let names = node_names(answer)?;
+                let missing: Vec<&str> = batch
+                    .iter()
+                    .filter(|node| !names.contains(node))
+                    .map(String::as_str)
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not registered: {}", missing.join(", ")))
+                }
+            })
+            .await;
         if let Err(problem) = registered {
             return GateOutcome::failed(
                 format!(
@@ -300,36 +287,58 @@ impl DeployGates<'_> {
         GateOutcome::Passed(done.join("; "))
     }
 
-    /// Every Kubernetes node `Ready`, then CoreDNS's replicas all available: the pod
-    /// network works on every node and pods reach the API and each other.
-    async fn pod_network(&self) -> GateOutcome {
-        let Some((asked, host)) = self
-            .control_planes
+    /// The first control plane with a connection: it answers the gates' API questions.
+    fn api_node(&self) -> Result<(&String, &Arc<dyn Host>), GateOutcome> {
+        self.control_planes
             .iter()
             .find_map(|node| Some((node, self.hosts.get(node)?)))
-        else {
-            return GateOutcome::failed(
-                "no control-plane node to ask",
-                "give at least one node the `control-plane` role",
-            );
-        };
-        let nodes = kubectl("get nodes -o json");
-        let ready = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
+            .ok_or_else(|| {
+                GateOutcome::failed(
+                    "no control-plane node to ask",
+                    "give at least one node the `control-plane` role",
+                )
+            })
+    }
+
+    /// Runs `kubectl ARGUMENTS` on `host` until `check` accepts its answer, for at most
+    /// [`KUBERNETES_PATIENCE`]; the last problem seen when it never does.
+    async fn poll_kubectl<T>(
+        &self,
+        host: &dyn Host,
+        arguments: &str,
+        check: impl Fn(&str) -> Result<T, String> + Sync,
+    ) -> Result<T, String> {
+        let command = kubectl(arguments);
+        poll_until(self.clock, KUBERNETES_PATIENCE, || async {
             let output = host
-                .run(&nodes)
+                .run(&command)
                 .await
                 .map_err(|error| error_chain(&error))?;
             if !output.success() {
                 return Err(first_line(&output.stderr_text(), &output.stdout_text()));
             }
-            let waiting = not_ready(&output.stdout_text(), &self.kubernetes_nodes)?;
-            if waiting.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("not Ready: {}", waiting.join(", ")))
-            }
+            check(&output.stdout_text())
         })
-        .await;
+        .await
+    }
+
+    /// Every Kubernetes node `Ready`, then CoreDNS's replicas all available: the pod
+    /// network works on every node and pods reach the API and each other.
+    async fn pod_network(&self) -> GateOutcome {
+        let (asked, host) = match self.api_node() {
+            Ok(found) => found,
+            Err(failed) => return failed,
+        };
+        let ready = self
+            .poll_kubectl(host.as_ref(), "get nodes -o json", |answer| {
+                let waiting = not_ready(answer, &self.kubernetes_nodes)?;
+                if waiting.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not Ready: {}", waiting.join(", ")))
+                }
+            })
+            .await;
         if let Err(problem) = ready {
             return GateOutcome::failed(
                 format!(
@@ -341,22 +350,14 @@ impl DeployGates<'_> {
                 ),
             );
         }
-        let coredns = kubectl(&format!(
+        let coredns = format!(
             "-n {} get deployment {} -o json",
             metalk8s_kubernetes::coredns::NAMESPACE,
             metalk8s_kubernetes::coredns::NAME
-        ));
-        let available = poll_until(self.clock, KUBERNETES_PATIENCE, || async {
-            let output = host
-                .run(&coredns)
-                .await
-                .map_err(|error| error_chain(&error))?;
-            if !output.success() {
-                return Err(first_line(&output.stderr_text(), &output.stdout_text()));
-            }
-            deployment_available(&output.stdout_text())
-        })
-        .await;
+        );
+        let available = self
+            .poll_kubectl(host.as_ref(), &coredns, deployment_available)
+            .await;
         match available {
             Ok(replicas) => GateOutcome::Passed(format!(
                 "Ready: {}; CoreDNS {replicas} available",
